@@ -1,0 +1,42 @@
+"""Token counting for chunk budgets.
+
+A chunk is embedded by a model with a fixed window (``Settings.max_chunk_tokens``,
+special tokens included). Chunkers measure text with a :data:`TokenCounter`; the
+pipeline passes the real tokenizer's counter, and :func:`heuristic_token_count` is the
+cheap default used everywhere else (tests, tools without the model).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from codeindex.config import Settings
+
+TokenCounter = Callable[[str], int]
+"""Number of model word pieces in a text, excluding special tokens (CLS/SEP)."""
+
+# Special tokens the model adds around every input (BERT-style [CLS] ... [SEP]).
+SPECIAL_TOKENS = 2
+
+# One match ≈ one word piece: an ASCII word run is cut into pieces of at most four
+# characters (word-piece vocabularies rarely hold longer pieces of identifiers, numbers
+# or hex), and every other non-space character (punctuation, non-ASCII letters, CJK)
+# counts as a piece of its own. This over-counts ordinary English words a little,
+# which is the safe direction: an under-count would let the model truncate silently.
+_PIECE = re.compile(r"[A-Za-z0-9_]{1,4}|[^\sA-Za-z0-9_]")
+
+
+def heuristic_token_count(text: str) -> int:
+    """Conservative estimate of the word pieces in ``text`` (no special tokens).
+
+    Contract: deterministic, cheap (one regex pass), and additive over lines —
+    ``count(a + "\\n" + b) == count(a) + count(b)`` — because no piece spans
+    whitespace. Chunkers rely on that additivity to count each line once.
+    """
+    return len(_PIECE.findall(text))
+
+
+def token_budget(settings: Settings) -> int:
+    """Word pieces one chunk may hold: the model window minus its special tokens."""
+    return max(1, settings.max_chunk_tokens - SPECIAL_TOKENS)

@@ -1,0 +1,350 @@
+"""The command line: parse, call one CodeIndex method, render (text or --json).
+
+Imports stay light at module level so ``codeindex --help`` is instant; torch is only
+imported by commands that embed.
+
+Exit codes: 0 success; 1 error (message on stderr); 2 the run finished but some
+files failed to read or embed (listed); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from codeindex import __version__
+from codeindex.errors import CodeIndexError
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _common(p: argparse.ArgumentParser, positional_path: bool = False) -> None:
+    if positional_path:
+        p.add_argument("path", nargs="?", default=".", help="root of the source tree (default .)")
+    else:
+        p.add_argument("--path", default=".", help="indexed root (default .)")
+    p.add_argument(
+        "--index-dir", help="index directory (default <root>/.codeindex; env CODEINDEX_DIR)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codeindex",
+        description="Local semantic code search: index a source tree, then search it by "
+        "meaning or by symbol, in bounded memory.",
+    )
+    parser.add_argument("--version", action="version", version=f"codeindex {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("index", help="build or update the index of a tree")
+    _common(p, positional_path=True)
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail instead of waiting when another process is writing the index",
+    )
+    p.add_argument(
+        "--no-embed",
+        action="store_true",
+        help="only the full-text side now; vectors fill in on the next run",
+    )
+
+    p = sub.add_parser("search", help="search the index")
+    p.add_argument("query", help="natural language or a symbol name")
+    _common(p)
+    p.add_argument("-k", type=int, default=10, help="results per page (1-100, default 10)")
+    p.add_argument("--lang", default="", help="only this language (e.g. python)")
+    p.add_argument("--glob", default="", help="only paths matching this glob (e.g. 'src/**/*.py')")
+    p.add_argument("--cursor", default="", help="next_cursor of a previous page")
+
+    p = sub.add_parser("list-files", help="page through indexed (or skipped) files")
+    _common(p)
+    p.add_argument("--page-size", type=int, default=100, help="files per page (1-500)")
+    p.add_argument("--cursor", default="", help="next_cursor of a previous page")
+    p.add_argument("--glob", default="", help="only paths matching this glob")
+    p.add_argument("--lang", default="", help="only this language")
+    p.add_argument("--skipped", action="store_true", help="list skipped files with reasons")
+
+    p = sub.add_parser("status", help="state, counts, coverage, memory telemetry")
+    _common(p)
+    p.add_argument(
+        "--no-stale-check",
+        action="store_true",
+        help="skip the stat walk that detects changes since the last run",
+    )
+
+    p = sub.add_parser("watch", help="keep the index fresh while files change")
+    _common(p, positional_path=True)
+
+    p = sub.add_parser("mcp", help="serve MCP (stdio by default) for AI assistants")
+    p.add_argument("--root", default=".", help="root to index and serve (default .)")
+    p.add_argument("--index-dir", help="index directory")
+    p.add_argument("--http", action="store_true", help="streamable HTTP on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    p.add_argument("--no-watch", action="store_true", help="do not keep the index fresh")
+    p.add_argument("--log-file", help="also log to this file")
+    return parser
+
+
+def _settings(args: argparse.Namespace, root: str):
+    from codeindex.config import load_settings
+
+    return load_settings(root, index_dir=getattr(args, "index_dir", None))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(f"codeindex: error: {msg}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_OK
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        handler = {
+            "index": cmd_index,
+            "search": cmd_search,
+            "list-files": cmd_list_files,
+            "status": cmd_status,
+            "watch": cmd_watch,
+            "mcp": cmd_mcp,
+        }[args.command]
+        return handler(args)
+    except CodeIndexError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+# ---------------------------------------------------------------- index
+def cmd_index(args: argparse.Namespace) -> int:
+    from codeindex.service import CodeIndex
+
+    settings = _settings(args, args.path)
+    ci = CodeIndex(settings)
+    stop = threading.Event()
+
+    def on_sigint(signum, frame):  # first Ctrl-C: finish the current batch cleanly
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        sys.stderr.write("\ncodeindex: stopping after the current batch (Ctrl-C again to abort)\n")
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    progress = None if args.json or not sys.stderr.isatty() else _RichProgress()
+    try:
+        if progress:
+            progress.start()
+        report = ci.index(
+            progress=progress,
+            stop=stop,
+            wait=not args.no_wait,
+            on_wait=lambda m: sys.stderr.write(f"codeindex: {m}\n"),
+            embed=not args.no_embed,
+        )
+    finally:
+        if progress:
+            progress.stop()
+        signal.signal(signal.SIGINT, old)
+    data = report.as_dict()
+    if args.json:
+        _print_json(data)
+    else:
+        skipped = sum(report.skipped.values())
+        print(
+            f"indexed {settings.root}: {report.added} added, {report.updated} updated, "
+            f"{report.unchanged} unchanged, {report.deleted} deleted, {skipped} skipped; "
+            f"{report.chunks_embedded} chunks embedded, {report.chunks_reused} reused "
+            f"in {report.seconds:.1f}s (peak RSS {report.peak_rss_bytes / 2**20:.0f} MiB)"
+        )
+        for f in report.failed[:20]:
+            print(f"  failed: {f['path']}: {f['reason']} {f.get('detail', '')}", file=sys.stderr)
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
+class _RichProgress:
+    """Live progress on stderr: files scanned, chunks embedded, rate, ETA."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._p = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task = None
+        self._t0 = time.monotonic()
+        self._done = 0
+
+    def start(self) -> None:
+        self._p.start()
+
+    def stop(self) -> None:
+        self._p.stop()
+
+    def phase(self, name: str, total: int | None) -> None:
+        if self._task is not None:
+            self._p.update(self._task, visible=True)
+        label = {"scanning": "files", "embedding": "chunks"}.get(name, name)
+        self._task = self._p.add_task(f"{name} ({label})", total=total, rate="")
+        self._t0 = time.monotonic()
+        self._done = 0
+
+    def advance(self, n: int = 1, **info: Any) -> None:
+        if self._task is None:
+            return
+        self._done += n
+        rate = self._done / max(1e-6, time.monotonic() - self._t0)
+        self._p.update(self._task, advance=n, rate=f"{rate:.1f}/s")
+
+
+# ---------------------------------------------------------------- search
+def cmd_search(args: argparse.Namespace) -> int:
+    from codeindex.service import CodeIndex
+
+    ci = CodeIndex(_settings(args, args.path))
+    res = ci.search(args.query, args.k, language=args.lang, glob=args.glob, cursor=args.cursor)
+    if args.json:
+        _print_json(res)
+        return EXIT_OK
+    if not res["results"]:
+        print("no results")
+    for i, hit in enumerate(res["results"], 1):
+        sym = f"  {hit['symbol']}" if hit["symbol"] else ""
+        print(
+            f"{i:>2}. {hit['path']}:{hit['start_line']}-{hit['end_line']}{sym}  "
+            f"(score {hit['score']:.3f})"
+        )
+        for line in hit["snippet"].splitlines()[:6]:
+            print(f"      {line[:160]}")
+    tail = f"coverage {res['coverage']:.0%}"
+    if res["next_cursor"]:
+        tail += f"; more: --cursor {res['next_cursor']}"
+    print(tail, file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- list-files
+def cmd_list_files(args: argparse.Namespace) -> int:
+    from codeindex.service import CodeIndex
+
+    ci = CodeIndex(_settings(args, args.path))
+    res = ci.list_files(
+        page_size=args.page_size,
+        cursor=args.cursor,
+        glob=args.glob,
+        language=args.lang,
+        skipped=args.skipped,
+    )
+    if args.json:
+        _print_json(res)
+        return EXIT_OK
+    for f in res["files"]:
+        if args.skipped:
+            print(f"{f['path']}\t{f['reason']}\t{f['detail']}")
+        else:
+            print(f"{f['path']}\t{f['language'] or '-'}\t{f['size']}\t{f['chunks']} chunks")
+    if res["next_cursor"]:
+        print(f"more: --cursor {res['next_cursor']}", file=sys.stderr)
+    if res["index_changed"]:
+        print("note: the index changed since this listing began", file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- status
+def cmd_status(args: argparse.Namespace) -> int:
+    from codeindex.service import CodeIndex
+
+    ci = CodeIndex(_settings(args, args.path))
+    st = ci.status(check_stale=not args.no_stale_check)
+    if args.json:
+        _print_json(st)
+        return EXIT_OK
+    mem = st["memory"]
+    mib = 2**20
+    print(f"root:      {st['root']}")
+    print(f"index:     {st['index_dir']}  ({st['disk_bytes'] / mib:.1f} MiB)")
+    print(
+        f"state:     {st['state']}"
+        + (f" — {st['incompatible_reason']}" if st.get("incompatible_reason") else "")
+    )
+    print(f"model:     {st['model']} ({st['dimension'] or '?'} dims)")
+    print(f"files:     {st['files']}  chunks: {st['chunks']}  coverage: {st['coverage']:.1%}")
+    if st["skipped"]:
+        print("skipped:   " + ", ".join(f"{k} {v}" for k, v in sorted(st["skipped"].items())))
+    print(f"last run:  {st['last_indexed_at'] or 'never'}")
+    print(
+        f"memory:    rss {mem['rss_bytes'] / mib:.0f} MiB,"
+        f" peak {mem['peak_rss_bytes'] / mib:.0f} MiB,"
+        f" available {mem['available_bytes'] / mib:.0f} MiB,"
+        f" limit {mem['limit_bytes'] / mib:.0f} MiB ({mem['limit_source']})"
+    )
+    if "watcher" in st:
+        print(f"watcher:   {st['watcher']}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- watch / mcp
+def cmd_watch(args: argparse.Namespace) -> int:
+    try:
+        from codeindex.watch import run_watch_cli
+    except ImportError:
+        _err("watch mode is not available in this build")
+        return EXIT_ERROR
+    return run_watch_cli(args)
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    try:
+        from codeindex.mcp.server import run_server
+    except ImportError as exc:
+        _err(f"the MCP server is not available: {exc}")
+        return EXIT_ERROR
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return run_server(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

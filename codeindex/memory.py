@@ -1,0 +1,203 @@
+"""Memory probe and the batch-size governor.
+
+The probe reads the process's RSS and peak RSS, the machine's available memory and
+any cgroup limit. The governor turns those into an embedding batch size and a
+pressure level that the pipeline obeys (shrink batches, flush early, pause intake).
+Only stdlib + psutil: importing this module must stay cheap.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+# Bytes of transient memory one sequence of `tokens` word pieces costs in a
+# MiniLM-sized encoder forward pass under inference_mode (attention maps of 12
+# heads + hidden states, with allocator slack). Measured, then rounded up.
+_BYTES_PER_TOKEN_ITEM = 48 * 1024
+_SAFETY_BYTES = 128 * 1024 * 1024
+
+_UNLIMITED = 1 << 60
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        raw = path.read_text().strip()
+    except OSError:
+        return None
+    if not raw or raw == "max":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    # cgroup v1 reports "no limit" as a huge page-aligned number.
+    return value if 0 < value < _UNLIMITED else None
+
+
+def cgroup_limit_bytes() -> int | None:
+    """The memory limit of this process's cgroup (v2 or v1), or None when unlimited."""
+    candidates: list[Path] = []
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            parts = line.split(":", 2)
+            if len(parts) == 3 and parts[0] == "0":
+                rel = parts[2].lstrip("/")
+                candidates.append(Path("/sys/fs/cgroup") / rel / "memory.max")
+            elif len(parts) == 3 and "memory" in parts[1].split(","):
+                rel = parts[2].lstrip("/")
+                candidates.append(Path("/sys/fs/cgroup/memory") / rel / "memory.limit_in_bytes")
+    except OSError:
+        pass
+    candidates += [
+        Path("/sys/fs/cgroup/memory.max"),
+        Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+    ]
+    for cand in candidates:
+        value = _read_int(cand)
+        if value is not None:
+            return value
+    return None
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now."""
+    return psutil.Process().memory_info().rss
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process since it started."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """The process's memory budget and where it came from."""
+
+    bytes: int
+    source: str  # "setting", "cgroup" or "physical"
+
+
+def resolve_limit(memory_limit_mb: int) -> MemoryLimit:
+    """memory_limit_mb if set; else the cgroup limit; else 60% of physical memory."""
+    if memory_limit_mb > 0:
+        return MemoryLimit(memory_limit_mb * 1024 * 1024, "setting")
+    cg = cgroup_limit_bytes()
+    total = psutil.virtual_memory().total
+    if cg is not None and cg < total:
+        return MemoryLimit(cg, "cgroup")
+    return MemoryLimit(int(total * 0.6), "physical")
+
+
+def snapshot(memory_limit_mb: int = 0) -> dict[str, object]:
+    """Memory telemetry for status reports (all sizes in bytes)."""
+    limit = resolve_limit(memory_limit_mb)
+    return {
+        "rss_bytes": rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "available_bytes": psutil.virtual_memory().available,
+        "limit_bytes": limit.bytes,
+        "limit_source": limit.source,
+        "cgroup_limit_bytes": cgroup_limit_bytes(),
+    }
+
+
+class Pressure:
+    NORMAL = "normal"
+    SOFT = "soft"  # shrink batches, flush buffers early, release caches
+    HARD = "hard"  # pause intake until memory falls back
+
+
+class Governor:
+    """Chooses embedding batch sizes from free memory and reports pressure.
+
+    Thread-safe. ``soft``/``hard`` are fractions of the limit at which pressure
+    starts. ``batch_size(tokens)`` never exceeds ``max_batch`` nor goes below 1.
+    """
+
+    def __init__(
+        self,
+        memory_limit_mb: int = 0,
+        max_batch: int = 64,
+        min_batch: int = 1,
+        soft: float = 0.80,
+        hard: float = 0.92,
+    ) -> None:
+        self.limit = resolve_limit(memory_limit_mb)
+        self.max_batch = max(1, max_batch)
+        self.min_batch = max(1, min(min_batch, self.max_batch))
+        self.soft = soft
+        self.hard = hard
+        self._lock = threading.Lock()
+        self._ceiling = self.max_batch  # lowered after an out-of-memory error
+        self.last_batch_size = 0
+        self.smallest_batch_size = self.max_batch
+        self.oom_retries = 0
+
+    def headroom_bytes(self) -> int:
+        """Bytes this process may still allocate: min(limit - RSS, available) minus slack."""
+        rss = rss_bytes()
+        avail = psutil.virtual_memory().available
+        return min(self.limit.bytes - rss, avail) - _SAFETY_BYTES
+
+    def pressure(self) -> str:
+        used = rss_bytes() / max(1, self.limit.bytes)
+        if used >= self.hard:
+            return Pressure.HARD
+        if used >= self.soft:
+            return Pressure.SOFT
+        return Pressure.NORMAL
+
+    def batch_size(self, max_tokens: int) -> int:
+        """Batch size for sequences of up to ``max_tokens`` word pieces."""
+        per_item = max(1, max_tokens) * _BYTES_PER_TOKEN_ITEM
+        fit = self.headroom_bytes() // per_item
+        with self._lock:
+            size = int(max(self.min_batch, min(self._ceiling, fit)))
+            if self.pressure() != Pressure.NORMAL:
+                size = max(self.min_batch, size // 2)
+            self.last_batch_size = size
+            self.smallest_batch_size = min(self.smallest_batch_size, size)
+        return size
+
+    def on_oom(self, failed_size: int) -> int:
+        """Record an out-of-memory error at ``failed_size``; return the size to retry with
+        (half), or 0 when even one item cannot be embedded."""
+        release_caches()
+        with self._lock:
+            self.oom_retries += 1
+            if failed_size <= 1:
+                return 0
+            self._ceiling = max(1, failed_size // 2)
+            return self._ceiling
+
+
+def release_caches() -> None:
+    """Give memory back: Python garbage, the allocator's free pages, CUDA's cache."""
+    gc.collect()
+    try:  # glibc keeps freed arenas; trim them so RSS actually falls.
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    torch = sys.modules.get("torch")  # only if something already imported it
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def open_fd_count() -> int:
+    """Number of open file descriptors of this process (for leak checks)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return psutil.Process().num_fds()

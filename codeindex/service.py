@@ -1,0 +1,526 @@
+"""CodeIndex: the one API every front end (CLI, MCP, watcher) calls.
+
+Front ends parse input, call one method here and render the returned plain dicts;
+validation, filtering and ranking live here or below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from codeindex import discovery, memory, runstate
+from codeindex.config import SCHEMA_VERSION, Settings
+from codeindex.embedding import Embedder, get_embedder
+from codeindex.errors import (
+    CodeIndexError,
+    IncompatibleIndexError,
+    IndexMissingError,
+    PathOutsideRootError,
+)
+from codeindex.locking import WriterLock, is_locked
+from codeindex.pipeline import IndexReport, Pipeline, Progress
+from codeindex.ranking import fuse
+from codeindex.storage import Store, decode_cursor, encode_cursor, index_exists
+from codeindex.storage.cursor import fingerprint
+from codeindex.storage.schema import glob_filter, sql_str
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 2000
+MAX_K = 100
+MAX_PAGE_SIZE = 500
+MAX_SEARCH_DEPTH = 1000  # offset + k: deeper pages are refused
+MAX_CODE_LINES = 2000
+MAX_CODE_BYTES = 512 * 1024
+
+
+def _iso(ts: float | None) -> str | None:
+    if not ts:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+
+
+class CodeIndex:
+    """One indexed root.
+
+    ``long_lived=True`` (MCP server, watcher) makes readers always see the newest
+    committed version. Methods are safe to call from several threads; writes are
+    serialised by the writer lock (also across processes).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        long_lived: bool = False,
+    ) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self.long_lived = long_lived
+        self._store: Store | None = None
+        self._store_lock = threading.Lock()
+        self.lock = WriterLock(settings.index_dir)
+        self._write_guard = threading.Lock()  # one writer thread in this process
+        self.current_run: dict[str, Any] | None = None  # progress of a run in this process
+        # Set by an in-process watcher (MCP server); otherwise status reads watcher.json.
+        self.watcher_status: Callable[[], dict[str, Any]] | None = None
+        self.last_report: IndexReport | None = None
+
+    # ------------------------------------------------------------ plumbing
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = get_embedder(self.settings)
+        return self._embedder
+
+    def _open_store(self, create: bool = False) -> Store:
+        with self._store_lock:
+            if self._store is None:
+                if not create and not index_exists(self.settings.index_dir):
+                    raise IndexMissingError(
+                        f"no index for {self.settings.root} (looked in "
+                        f"{self.settings.index_dir}); run `codeindex index {self.settings.root}`."
+                    )
+                self._store = Store(
+                    self.settings.index_dir,
+                    self.embedder_dimension(),
+                    create=create,
+                    consistency_seconds=0.0 if self.long_lived else None,
+                )
+            return self._store
+
+    def embedder_dimension(self) -> int:
+        # The real model's dimension is known without loading it.
+        return self.embedder.dimension
+
+    def close(self) -> None:
+        with self._store_lock:
+            self._store = None
+
+    def compatibility(self) -> tuple[bool, str]:
+        """(compatible, reason). Missing index counts as compatible-but-empty."""
+        if not index_exists(self.settings.index_dir):
+            return True, ""
+        meta = self._open_store().read_meta()
+        if not meta:
+            return True, ""
+        wanted = {
+            "schema_version": str(SCHEMA_VERSION),
+            "model": self.settings.model,
+            "dimension": str(self.embedder_dimension()),
+            "options_hash": self.settings.options_hash(),
+        }
+        for key, value in wanted.items():
+            if meta.get(key) != value:
+                return False, (
+                    f"the index was built with {key}={meta.get(key)!r} but the current "
+                    f"settings need {value!r}; run `codeindex index {self.settings.root}` "
+                    "to rebuild it"
+                )
+        return True, ""
+
+    def _require_searchable(self) -> Store:
+        store = self._open_store()
+        ok, why = self.compatibility()
+        if not ok:
+            raise IncompatibleIndexError(why)
+        return store
+
+    # --------------------------------------------------------------- write
+    def index(
+        self,
+        paths: Iterable[str] | None = None,
+        *,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        wait: bool = True,
+        on_wait: Callable[[str], None] | None = None,
+        embed: bool = True,
+    ) -> IndexReport:
+        """Build or update the index (whole root, or just ``paths``).
+
+        Takes the writer lock (waits, or raises LockBusyError when ``wait`` is
+        False). An index built with other settings is rebuilt from scratch.
+        """
+        with self._write_guard:
+            self.lock.acquire(wait=wait, on_wait=on_wait)
+            try:
+                return self._index_locked(paths, progress, stop, embed)
+            finally:
+                self.lock.release()
+
+    update = index
+
+    def _index_locked(self, paths, progress, stop, embed) -> IndexReport:
+        if index_exists(self.settings.index_dir):
+            ok, why = self.compatibility()
+            if not ok:
+                log.warning("rebuilding the index: %s", why)
+                self._drop_index()
+                paths = None
+        store = self._open_store(create=True)
+        store.write_meta(
+            {
+                "schema_version": str(SCHEMA_VERSION),
+                "model": self.settings.model,
+                "dimension": str(self.embedder_dimension()),
+                "options_hash": self.settings.options_hash(),
+                "root": str(self.settings.root),
+                "run_state": "indexing",
+                "run_started_at": str(time.time()),
+            }
+        )
+        tracker = _RunTracker(progress)
+        self.current_run = tracker.state
+        pipe = Pipeline(self.settings, store, self.embedder, progress=tracker, stop=stop)
+        try:
+            report = pipe.run(paths, embed=embed)
+        finally:
+            self.current_run = None
+        state = "interrupted" if report.interrupted else "ready"
+        store.write_meta({"run_state": state, "last_indexed_at": str(time.time())})
+        self.last_report = report
+        return report
+
+    def _drop_index(self) -> None:
+        self.close()
+        for child in self.settings.index_dir.glob("*.lance"):
+            shutil.rmtree(child, ignore_errors=True)
+
+    # ---------------------------------------------------------------- read
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        language: str = "",
+        glob: str = "",
+        cursor: str = "",
+    ) -> dict[str, Any]:
+        """Hybrid search. Returns {query, results[], next_cursor, coverage}."""
+        query = (query or "").strip()
+        if not query:
+            raise CodeIndexError("the query is empty; say what code you are looking for.")
+        if len(query) > MAX_QUERY_CHARS:
+            raise CodeIndexError(
+                f"the query is {len(query)} characters; keep it under {MAX_QUERY_CHARS}."
+            )
+        if not 1 <= int(k) <= MAX_K:
+            raise CodeIndexError(f"k must be between 1 and {MAX_K} (got {k}).")
+        store = self._require_searchable()
+        fp = fingerprint("search", query, k, language, glob)
+        offset = decode_cursor(cursor, "search", fp)[0] if cursor else 0
+        if offset + k > MAX_SEARCH_DEPTH:
+            raise CodeIndexError(
+                f"results beyond the first {MAX_SEARCH_DEPTH} are not served; refine the query."
+            )
+        where = self._filters(language, glob)
+        depth = offset + k + 1
+        fetch = min(MAX_SEARCH_DEPTH, max(2 * depth, 30))
+        total = store.count_chunks()
+        with_vec = store.count_chunks("vector IS NOT NULL") if total else 0
+        vector_hits: list[dict[str, Any]] = []
+        if with_vec:
+            qvec = self.embedder.embed([query])[0]
+            vector_hits = store.vector_search(qvec, fetch, where)
+        text_hits = store.text_search(query, fetch, where)
+        fused = fuse(vector_hits, text_hits, query)
+        page = fused[offset : offset + k]
+        next_cursor = (
+            encode_cursor("search", fp, offset + k, 0) if len(fused) > offset + k else None
+        )
+        return {
+            "query": query,
+            "results": [self._hit(r) for r in page],
+            "next_cursor": next_cursor,
+            "coverage": round(with_vec / total, 4) if total else 0.0,
+        }
+
+    @staticmethod
+    def _hit(row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "path": row["path"],
+            "start_line": int(row["start_line"]),
+            "end_line": int(row["end_line"]),
+            "score": row["score"],
+            "symbol": row.get("symbol") or "",
+            "language": row.get("language") or "",
+            "snippet": row.get("text") or "",
+        }
+
+    @staticmethod
+    def _filters(language: str = "", glob: str = "", skipped: bool | None = None) -> str | None:
+        clauses = []
+        if language:
+            clauses.append(f"language = {sql_str(language.lower())}")
+        if glob:
+            clauses.append(glob_filter(glob))
+        if skipped is True:
+            clauses.append("skip_reason != ''")
+        elif skipped is False:
+            clauses.append("skip_reason = ''")
+        return " AND ".join(clauses) or None
+
+    def list_files(
+        self,
+        *,
+        page_size: int = 100,
+        cursor: str = "",
+        glob: str = "",
+        language: str = "",
+        skipped: bool = False,
+    ) -> dict[str, Any]:
+        """One page of indexed (or, with skipped=True, skipped) files.
+
+        The cursor pins the table version it was cut from, so paging to the end
+        visits every file of that snapshot exactly once; ``index_changed`` says the
+        index has moved on since.
+        """
+        if not 1 <= int(page_size) <= MAX_PAGE_SIZE:
+            raise CodeIndexError(f"page_size must be between 1 and {MAX_PAGE_SIZE}.")
+        store = self._open_store()
+        fp = fingerprint("files", glob, language, skipped)
+        offset, version = decode_cursor(cursor, "files", fp) if cursor else (0, None)
+        where = self._filters(language, glob, skipped)
+        records, used_version = store.page_files(where, offset, page_size + 1, version)
+        more = len(records) > page_size
+        records = records[:page_size]
+        files = []
+        for r in records:
+            item: dict[str, Any] = {
+                "path": r.path,
+                "language": r.language,
+                "size": r.size,
+                "chunks": r.chunk_count,
+                "indexed_at": _iso(r.indexed_at),
+            }
+            if skipped:
+                item = {"path": r.path, "reason": r.skip_reason, "detail": r.skip_detail}
+            files.append(item)
+        latest = store.files_version()
+        return {
+            "files": files,
+            "next_cursor": (
+                encode_cursor("files", fp, offset + page_size, used_version) if more else None
+            ),
+            "total": store.count_files(where) if used_version == latest else None,
+            "index_changed": used_version != latest,
+        }
+
+    def status(self, *, check_stale: bool = True) -> dict[str, Any]:
+        """State, counts, coverage, model, disk and memory telemetry."""
+        s = self.settings
+        out: dict[str, Any] = {
+            "root": str(s.root),
+            "index_dir": str(s.index_dir),
+            "state": "missing",
+            "model": s.model,
+            "dimension": None,
+            "files": 0,
+            "chunks": 0,
+            "chunks_with_vectors": 0,
+            "coverage": 0.0,
+            "skipped": {},
+            "disk_bytes": 0,
+            "last_indexed_at": None,
+            "incompatible_reason": None,
+            "memory": memory.snapshot(s.memory_limit_mb),
+        }
+        out["memory"]["limit_source"] = (
+            "memory_limit_mb (" + s.sources.get("memory_limit_mb", "") + ")"
+            if s.memory_limit_mb
+            else out["memory"]["limit_source"]
+        )
+        if self.current_run is not None:
+            out["run"] = _RunTracker.view(self.current_run)
+        out["watcher"] = (
+            self.watcher_status() if self.watcher_status else runstate.watcher_state(s.index_dir)
+        )
+        if not index_exists(s.index_dir):
+            return out
+        store = self._open_store()
+        meta = store.read_meta()
+        total = store.count_chunks()
+        with_vec = store.count_chunks("vector IS NOT NULL") if total else 0
+        last = float(meta.get("last_indexed_at") or 0) or None
+        out.update(
+            model=meta.get("model", s.model),
+            dimension=int(meta["dimension"]) if meta.get("dimension") else None,
+            files=store.count_files("skip_reason = ''"),
+            chunks=total,
+            chunks_with_vectors=with_vec,
+            coverage=round(with_vec / total, 4) if total else 0.0,
+            skipped=store.skip_counts(),
+            disk_bytes=store.disk_bytes(),
+            last_indexed_at=_iso(last),
+            embed_failed=store.count_chunks("embed_error != ''") if total else 0,
+        )
+        ok, why = self.compatibility()
+        if not ok:
+            out["state"], out["incompatible_reason"] = "incompatible", why
+        elif self.lock.held or is_locked(s.index_dir):
+            out["state"] = "indexing"
+        elif self._is_stale(meta, out, check_stale):
+            out["state"] = "stale"
+        else:
+            out["state"] = "ready"
+        return out
+
+    def _is_stale(self, meta: dict[str, str], st: dict[str, Any], check_tree: bool) -> bool:
+        """Interrupted run, vectors still missing, or (check_tree) files changed since."""
+        if meta.get("run_state") != "ready":
+            return True
+        if st["chunks"] and st["chunks_with_vectors"] + st["embed_failed"] < st["chunks"]:
+            return True
+        if not check_tree:
+            return False
+        last = float(meta.get("last_indexed_at") or 0)
+        return self._tree_changed_since(last, st["files"] + sum(st["skipped"].values()))
+
+    def _tree_changed_since(self, since: float, known_files: int) -> bool:
+        """A stat-only walk: any file newer than the last run, or a different count."""
+        seen = 0
+        for item in discovery.walk(self.settings):
+            seen += 1
+            mtime = getattr(item, "mtime_ns", 0)
+            if mtime and mtime / 1e9 > since:
+                return True
+        return seen != known_files
+
+    # ---------------------------------------------------------------- code
+    def get_code(self, path: str, start_line: int, end_line: int) -> dict[str, Any]:
+        """The current text of lines [start_line, end_line] (1-based, inclusive) of a
+        file inside the root. Refuses paths outside the root, ignored or deny-listed
+        files, and ranges over MAX_CODE_LINES lines."""
+        if start_line < 1 or end_line < start_line:
+            raise CodeIndexError(
+                "start_line must be ≥ 1 and end_line ≥ start_line (1-based, inclusive)."
+            )
+        if end_line - start_line + 1 > MAX_CODE_LINES:
+            raise CodeIndexError(f"ask for at most {MAX_CODE_LINES} lines at a time.")
+        abs_path = discovery.resolve_inside_root(self.settings, path)
+        rel = abs_path.relative_to(self.settings.root).as_posix()
+        if discovery.IgnoreMatcher(self.settings).is_ignored(rel):
+            raise PathOutsideRootError(
+                f"{path} is ignored or deny-listed for indexing; "
+                "it cannot be read through codeindex."
+            )
+        if not abs_path.is_file():
+            raise CodeIndexError(f"{path} is not a file inside {self.settings.root}.")
+        lines: list[str] = []
+        size = 0
+        last_line = 0
+        with open(abs_path, "rb") as fh:
+            for n, raw in enumerate(fh, start=1):  # streams: never the whole file
+                last_line = n
+                if n < start_line:
+                    continue
+                if n > end_line:
+                    break
+                text = raw.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
+                size += len(text)
+                if size > MAX_CODE_BYTES:
+                    raise CodeIndexError("that range is too large; ask for fewer lines.")
+                lines.append(text)
+        if start_line > last_line:
+            raise CodeIndexError(f"{path} has only {last_line} lines.")
+        return {
+            "path": rel,
+            "start_line": start_line,
+            "end_line": start_line + len(lines) - 1,
+            "text": "\n".join(lines).lstrip("\ufeff") if start_line == 1 else "\n".join(lines),
+        }
+
+    def find_similar(
+        self, path: str, start_line: int, end_line: int, k: int = 10
+    ) -> dict[str, Any]:
+        """Code resembling the given range, excluding the range itself."""
+        if not 1 <= int(k) <= MAX_K:
+            raise CodeIndexError(f"k must be between 1 and {MAX_K} (got {k}).")
+        code = self.get_code(path, start_line, end_line)
+        store = self._require_searchable()
+        vec = store.chunk_vector_at(code["path"], start_line, end_line)
+        if vec is None:
+            vec = self.embedder.embed([code["text"]])[0]
+        hits = store.vector_search(vec, k + 20, None)
+        results = []
+        for row in hits:
+            if (
+                row["path"] == code["path"]
+                and row["start_line"] <= end_line
+                and (row["end_line"] >= start_line)
+            ):
+                continue
+            row["score"] = round(1.0 - float(row.get("_distance", 1.0)), 6)
+            results.append(self._hit(row))
+            if len(results) >= k:
+                break
+        return {
+            "path": code["path"],
+            "start_line": start_line,
+            "end_line": end_line,
+            "results": results,
+        }
+
+
+class _RunTracker:
+    """Wraps a front end's Progress and records done/total/rate for status()."""
+
+    def __init__(self, inner: Progress | None) -> None:
+        self.inner = inner
+        self.state: dict[str, Any] = {
+            "started_at": time.time(),
+            "phase": "starting",
+            "done": 0,
+            "total": None,
+            "phase_started": time.monotonic(),
+        }
+
+    def phase(self, name: str, total: int | None) -> None:
+        self.state.update(phase=name, total=total, done=0, phase_started=time.monotonic())
+        if self.inner:
+            self.inner.phase(name, total)
+
+    def advance(self, n: int = 1, **info: Any) -> None:
+        self.state["done"] += n
+        if self.inner:
+            self.inner.advance(n, **info)
+
+    @staticmethod
+    def view(state: dict[str, Any]) -> dict[str, Any]:
+        """A JSON-safe copy with rate (items/s) and ETA (seconds) where known."""
+        elapsed = max(1e-6, time.monotonic() - state["phase_started"])
+        rate = state["done"] / elapsed
+        total = state["total"]
+        eta = (total - state["done"]) / rate if total is not None and rate > 0 else None
+        return {
+            "phase": state["phase"],
+            "done": state["done"],
+            "total": total,
+            "rate_per_s": round(rate, 2),
+            "eta_seconds": None if eta is None else round(eta, 1),
+            "started_at": _iso(state["started_at"]),
+        }
+
+
+def open_index(settings: Settings, **kwargs: Any) -> CodeIndex:
+    """Convenience constructor used by front ends."""
+    return CodeIndex(settings, **kwargs)
+
+
+def relative_to_root(settings: Settings, path: str | Path) -> str:
+    """A user-given path (absolute or relative to cwd) as a root-relative POSIX path."""
+    p = Path(path)
+    abs_p = (p if p.is_absolute() else Path.cwd() / p).resolve()
+    try:
+        return abs_p.relative_to(settings.root).as_posix()
+    except ValueError:
+        raise PathOutsideRootError(f"{path} is outside the indexed root {settings.root}.") from None

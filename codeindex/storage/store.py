@@ -1,0 +1,414 @@
+"""The LanceDB-backed index: chunks, files and meta tables.
+
+Contracts:
+* Every read is bounded: callers pass a limit (and offset or key list); nothing
+  materialises a whole table.
+* Writes are batched by the caller; ``replace_files`` swaps a batch of files'
+  chunks in ONE commit (merge_insert with delete-by-source), so a reader never sees a
+  file half-replaced and a killed run never leaves duplicates.
+* Old versions are removed by ``optimize`` after ``retention`` so disk does not grow
+  without bound; readers that opened with a consistency interval keep working.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from lancedb.index import FTS, BTree
+
+from codeindex.errors import BadCursorError, CodeIndexError
+from codeindex.storage.schema import (
+    CHUNKS,
+    FILES,
+    FILES_SCHEMA,
+    META,
+    META_SCHEMA,
+    chunks_schema,
+    sql_in,
+    sql_str,
+)
+from codeindex.types import FileRecord
+
+log = logging.getLogger(__name__)
+
+# Chunk columns returned by searches and listings (never the vector unless asked).
+HIT_COLUMNS = ["id", "path", "language", "symbol", "kind", "start_line", "end_line", "text"]
+_IN_BATCH = 500  # max keys per IN (...) filter
+
+
+def index_exists(index_dir: Path) -> bool:
+    """True when ``index_dir`` holds a codeindex (its meta table exists)."""
+    return (Path(index_dir) / f"{META}.lance").is_dir()
+
+
+class Store:
+    """One open index. Thread-safe for concurrent readers; one writer at a time
+    (the service holds the writer lock)."""
+
+    def __init__(
+        self,
+        index_dir: Path,
+        dimension: int,
+        *,
+        create: bool = False,
+        consistency_seconds: float | None = None,
+    ) -> None:
+        self.index_dir = Path(index_dir)
+        self.dimension = dimension
+        if create:
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+            gi = self.index_dir / ".gitignore"
+            if not gi.exists():
+                gi.write_text("# codeindex data: never commit\n*\n")
+        elif not index_exists(self.index_dir):
+            raise CodeIndexError(f"no index at {self.index_dir}; run `codeindex index` first.")
+        interval = None if consistency_seconds is None else timedelta(seconds=consistency_seconds)
+        self.db = lancedb.connect(str(self.index_dir), read_consistency_interval=interval)
+        self._lock = threading.Lock()
+        existing = set(self._list_tables())
+        if create:
+            if META not in existing:
+                self.db.create_table(META, schema=META_SCHEMA)
+            if FILES not in existing:
+                self.db.create_table(FILES, schema=FILES_SCHEMA)
+            if CHUNKS not in existing:
+                self.db.create_table(CHUNKS, schema=chunks_schema(dimension))
+        self.meta = self.db.open_table(META)
+        self.files = self.db.open_table(FILES)
+        self.chunks = self.db.open_table(CHUNKS)
+        vec_type = self.chunks.schema.field("vector").type
+        stored_dim = getattr(vec_type, "list_size", dimension)
+        if stored_dim != dimension:
+            # The service turns a mismatch into an "incompatible" state; keep the
+            # stored dimension so reads still work.
+            self.dimension = stored_dim
+
+    def _list_tables(self) -> list[str]:
+        res = self.db.list_tables()
+        return list(getattr(res, "tables", res))
+
+    # ------------------------------------------------------------------ meta
+    def read_meta(self) -> dict[str, str]:
+        rows = self.meta.search().select(["key", "value"]).limit(1000).to_list()
+        return {r["key"]: r["value"] for r in rows}
+
+    def write_meta(self, values: dict[str, str]) -> None:
+        data = pa.table(
+            {"key": list(values), "value": [str(v) for v in values.values()]},
+            schema=META_SCHEMA,
+        )
+        self.meta.merge_insert(
+            "key"
+        ).when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+    # ----------------------------------------------------------------- files
+    def get_files(self, paths: Sequence[str]) -> dict[str, FileRecord]:
+        """File records for ``paths`` (missing ones are absent)."""
+        out: dict[str, FileRecord] = {}
+        for i in range(0, len(paths), _IN_BATCH):
+            part = list(paths[i : i + _IN_BATCH])
+            rows = self.files.search().where(sql_in("path", part)).limit(len(part) + 1).to_list()
+            for r in rows:
+                out[r["path"]] = _record(r)
+        return out
+
+    def upsert_files(self, records: Sequence[FileRecord]) -> None:
+        if not records:
+            return
+        data = pa.table(
+            {
+                "path": [r.path for r in records],
+                "size": [r.size for r in records],
+                "mtime_ns": [r.mtime_ns for r in records],
+                "content_hash": [r.content_hash for r in records],
+                "language": [r.language for r in records],
+                "chunk_count": [r.chunk_count for r in records],
+                "indexed_at": [r.indexed_at for r in records],
+                "skip_reason": [r.skip_reason for r in records],
+                "skip_detail": [r.skip_detail for r in records],
+            },
+            schema=FILES_SCHEMA,
+        )
+        self.files.merge_insert(
+            "path"
+        ).when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+    def iter_file_paths(self, page_size: int = 5000) -> Iterator[str]:
+        """Every path in the files table, paged (pinned to one table version)."""
+        table = self.db.open_table(FILES)
+        offset = 0
+        while True:
+            rows = table.search().select(["path"]).limit(page_size).offset(offset).to_arrow()
+            if rows.num_rows == 0:
+                return
+            yield from rows.column("path").to_pylist()
+            offset += rows.num_rows
+
+    def files_version(self) -> int:
+        return self.files.version
+
+    def page_files(
+        self, where: str | None, offset: int, limit: int, version: int | None
+    ) -> tuple[list[FileRecord], int]:
+        """One page of file records at table ``version`` (None: latest).
+
+        Returns (records, version). Raises BadCursorError when that version has
+        been cleaned up.
+        """
+        table = self.db.open_table(FILES)
+        if version is not None and version != table.version:
+            try:
+                table.checkout(version)
+            except Exception:  # lance raises several types for a missing version
+                raise BadCursorError(
+                    "the index changed since this cursor was issued and that snapshot is "
+                    "gone; list again without a cursor"
+                ) from None
+        q = table.search()
+        if where:
+            q = q.where(where)
+        rows = q.limit(limit).offset(offset).to_list()
+        return [_record(r) for r in rows], table.version
+
+    def count_files(self, where: str | None = None) -> int:
+        return self.files.count_rows(where) if where else self.files.count_rows()
+
+    def skip_counts(self) -> dict[str, int]:
+        """Skipped-file counts by reason (paged scan of one short column)."""
+        counts: dict[str, int] = {}
+        offset = 0
+        while True:
+            rows = (
+                self.files.search()
+                .where("skip_reason != ''")
+                .select(["skip_reason"])
+                .limit(5000)
+                .offset(offset)
+                .to_arrow()
+            )
+            if rows.num_rows == 0:
+                return counts
+            for reason in rows.column("skip_reason").to_pylist():
+                counts[reason] = counts.get(reason, 0) + 1
+            offset += rows.num_rows
+
+    # ---------------------------------------------------------------- chunks
+    def vectors_for_hashes(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by content hash, for reuse instead of re-embedding."""
+        out: dict[str, np.ndarray] = {}
+        uniq = list(dict.fromkeys(hashes))
+        for i in range(0, len(uniq), _IN_BATCH):
+            part = uniq[i : i + _IN_BATCH]
+            where = f"{sql_in('content_hash', part)} AND vector IS NOT NULL"
+            tbl = (
+                self.chunks.search()
+                .where(where)
+                .select(["content_hash", "vector"])
+                .limit(len(part) * 4 + 16)
+                .to_arrow()
+            )
+            if tbl.num_rows == 0:
+                continue
+            vecs = _vectors(tbl.column("vector"), self.dimension)
+            for h, v in zip(tbl.column("content_hash").to_pylist(), vecs, strict=True):
+                out.setdefault(h, v)
+        return out
+
+    def replace_files(self, paths: Sequence[str], rows: pa.Table | None) -> None:
+        """Atomically make ``rows`` the only chunks of ``paths`` (one commit)."""
+        if not paths:
+            return
+        if rows is None or rows.num_rows == 0:
+            self.chunks.delete(sql_in("path", list(paths)))
+            return
+        (
+            self.chunks.merge_insert("id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(sql_in("path", list(paths)))
+            .execute(rows, on_bad_vectors="null")
+        )
+
+    def add_chunks(self, rows: pa.Table) -> None:
+        """Append rows (streamed big files write in several bounded batches)."""
+        if rows.num_rows:
+            self.chunks.add(rows, on_bad_vectors="null")
+
+    def delete_paths(self, paths: Sequence[str]) -> None:
+        """Remove files and their chunks."""
+        for i in range(0, len(paths), _IN_BATCH):
+            part = list(paths[i : i + _IN_BATCH])
+            self.chunks.delete(sql_in("path", part))
+            self.files.delete(sql_in("path", part))
+
+    def delete_chunks_of(self, paths: Sequence[str]) -> None:
+        for i in range(0, len(paths), _IN_BATCH):
+            self.chunks.delete(sql_in("path", list(paths[i : i + _IN_BATCH])))
+
+    def pending_chunks(self, limit: int, priority: int) -> pa.Table:
+        """Up to ``limit`` chunks without a vector (and no recorded embed error)."""
+        where = f"vector IS NULL AND embed_error = '' AND priority = {int(priority)}"
+        return (
+            self.chunks.search()
+            .where(where)
+            .select(["id", "content_hash", "text", "path"])
+            .limit(limit)
+            .to_arrow()
+        )
+
+    def set_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        if not len(ids):
+            return
+        vec_type = pa.list_(pa.float32(), self.dimension)
+        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+        data = pa.table(
+            {
+                "id": pa.array(list(ids), pa.string()),
+                "vector": pa.FixedSizeListArray.from_arrays(flat, type=vec_type),
+            }
+        )
+        self.chunks.merge_insert("id").when_matched_update_all().execute(data)
+
+    def mark_embed_failed(self, ids: Sequence[str], reason: str) -> None:
+        if ids:
+            self.chunks.update(where=sql_in("id", list(ids)), values={"embed_error": reason})
+
+    def count_chunks(self, where: str | None = None) -> int:
+        return self.chunks.count_rows(where) if where else self.chunks.count_rows()
+
+    def chunks_of(self, path: str, limit: int = 10_000) -> list[dict[str, Any]]:
+        return (
+            self.chunks.search()
+            .where(f"path = {sql_str(path)}")
+            .select(HIT_COLUMNS)
+            .limit(limit)
+            .to_list()
+        )
+
+    def chunk_vector_at(self, path: str, start: int, end: int) -> np.ndarray | None:
+        """Mean of the stored vectors of chunks overlapping [start, end] of ``path``."""
+        where = (
+            f"path = {sql_str(path)} AND start_line <= {int(end)} AND end_line >= {int(start)}"
+            " AND vector IS NOT NULL"
+        )
+        tbl = self.chunks.search().where(where).select(["vector"]).limit(1000).to_arrow()
+        if tbl.num_rows == 0:
+            return None
+        vec = _vectors(tbl.column("vector"), self.dimension).mean(axis=0)
+        norm = float(np.linalg.norm(vec))
+        return vec / norm if norm else None
+
+    def iter_chunk_hashes(self, page_size: int = 5000) -> Iterator[tuple[str, str]]:
+        """(path, content_hash) of every chunk, paged."""
+        table = self.db.open_table(CHUNKS)
+        offset = 0
+        while True:
+            rows = (
+                table.search()
+                .select(["path", "content_hash"])
+                .limit(page_size)
+                .offset(offset)
+                .to_arrow()
+            )
+            if rows.num_rows == 0:
+                return
+            yield from zip(
+                rows.column("path").to_pylist(),
+                rows.column("content_hash").to_pylist(),
+                strict=True,
+            )
+            offset += rows.num_rows
+
+    # ---------------------------------------------------------------- search
+    def vector_search(self, vector: np.ndarray, limit: int, where: str | None) -> list[dict]:
+        clause = "vector IS NOT NULL" + (f" AND ({where})" if where else "")
+        q = (
+            self.chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
+            .distance_type("cosine")
+            .where(clause, prefilter=True)
+            .select(HIT_COLUMNS)
+            .limit(limit)
+        )
+        return q.to_list()
+
+    def text_search(self, query: str, limit: int, where: str | None) -> list[dict]:
+        if not query.strip():
+            return []
+        q = self.chunks.search(query, query_type="fts", fts_columns="search_text")
+        if where:
+            q = q.where(where, prefilter=True)
+        try:
+            return q.select(HIT_COLUMNS).limit(limit).to_list()
+        except (ValueError, RuntimeError, OSError) as exc:
+            if "index" in str(exc).lower():
+                return []  # no FTS index yet (empty table): vector side still answers
+            raise
+
+    # ---------------------------------------------------------- maintenance
+    def ensure_indexes(self) -> None:
+        """Create the FTS and scalar indexes once the table has rows."""
+        if self.chunks.count_rows() == 0:
+            return
+        names = {ix.name for ix in self.chunks.list_indices()}
+        if "search_text_idx" not in names:
+            self.chunks.create_index("search_text", config=FTS(), name="search_text_idx")
+        for col in ("path", "content_hash"):
+            if f"{col}_idx" not in names:
+                self.chunks.create_index(col, config=BTree(), name=f"{col}_idx")
+        if self.files.count_rows() and "path_idx" not in {
+            ix.name for ix in self.files.list_indices()
+        }:
+            self.files.create_index("path", config=BTree(), name="path_idx")
+
+    def optimize(self, retention_seconds: float) -> None:
+        """Compact fragments, fold new rows into the indexes, drop old versions."""
+        self.ensure_indexes()
+        keep = timedelta(seconds=max(0.0, retention_seconds))
+        with warnings.catch_warnings():
+            # Retention 0 is a deliberate setting (tests, single-process use).
+            warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)")
+            for table in (self.chunks, self.files, self.meta):
+                table.optimize(cleanup_older_than=keep)
+
+    def disk_bytes(self) -> int:
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.index_dir):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+        return total
+
+    def version_count(self) -> int:
+        return len(self.chunks.list_versions())
+
+
+def _record(r: dict[str, Any]) -> FileRecord:
+    return FileRecord(
+        path=r["path"],
+        size=int(r["size"] or 0),
+        mtime_ns=int(r["mtime_ns"] or 0),
+        content_hash=r["content_hash"] or "",
+        language=r["language"] or "",
+        chunk_count=int(r["chunk_count"] or 0),
+        indexed_at=float(r["indexed_at"] or 0.0),
+        skip_reason=r["skip_reason"] or "",
+        skip_detail=r["skip_detail"] or "",
+    )
+
+
+def _vectors(column: pa.ChunkedArray, dim: int) -> np.ndarray:
+    arr = column.combine_chunks()
+    return np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(
+        -1, dim
+    )

@@ -1,0 +1,56 @@
+"""Shared fixtures: a copy of the sample repository, settings with the fast fake
+embedder, and one real-model index of the sample repository per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from codeindex.config import load_settings
+from codeindex.embedding import FAKE_MODEL
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "sample_repo"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def copy_fixture(dest: Path) -> Path:
+    shutil.copytree(FIXTURE, dest, symlinks=True, ignore=shutil.ignore_patterns(".codeindex"))
+    return dest
+
+
+@pytest.fixture
+def sample_repo(tmp_path: Path) -> Path:
+    return copy_fixture(tmp_path / "repo")
+
+
+def fake_settings(root: Path, **overrides):
+    overrides.setdefault("model", FAKE_MODEL)
+    overrides.setdefault("version_retention_seconds", 0)
+    return load_settings(root, env={}, **overrides)
+
+
+@pytest.fixture
+def fake_index(sample_repo: Path):
+    from codeindex.embedding import FakeEmbedder
+    from codeindex.service import CodeIndex
+
+    ci = CodeIndex(fake_settings(sample_repo), embedder=FakeEmbedder())
+    ci.index()
+    return ci
+
+
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory):
+    """The sample repo indexed once with the real bundled model."""
+    from codeindex.service import CodeIndex
+
+    root = copy_fixture(tmp_path_factory.mktemp("real") / "repo")
+    ci = CodeIndex(load_settings(root, env={}, version_retention_seconds=0))
+    report = ci.index()
+    assert not report.failed
+    return ci

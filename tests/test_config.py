@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codeindex.config import load_settings
+from codeindex.errors import ConfigError
+
+
+def test_precedence_pyproject_toml_env_override(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.codeindex]\nmax_chunk_lines = 40\nmemory_limit_mb = 500\ndebounce_ms = 100\n"
+    )
+    (tmp_path / ".codeindex.toml").write_text("max_chunk_lines = 30\nmemory-limit-mb = 600\n")
+    s = load_settings(tmp_path, env={"CODEINDEX_MEMORY_LIMIT_MB": "700"})
+    assert s.debounce_ms == 100  # pyproject
+    assert s.max_chunk_lines == 30  # .codeindex.toml beats pyproject
+    assert s.memory_limit_mb == 700  # environment beats files
+    assert s.sources["memory_limit_mb"] == "environment"
+    s = load_settings(tmp_path, env={}, max_chunk_lines=10)
+    assert s.max_chunk_lines == 10 and s.sources["max_chunk_lines"] == "command line"
+
+
+def test_index_dir_defaults_and_overrides(tmp_path: Path) -> None:
+    assert load_settings(tmp_path, env={}).index_dir == tmp_path.resolve() / ".codeindex"
+    other = tmp_path / "elsewhere"
+    assert load_settings(tmp_path, env={"CODEINDEX_DIR": str(other)}).index_dir == other
+    assert load_settings(tmp_path, index_dir="rel", env={}).index_dir == tmp_path.resolve() / "rel"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("max_chunk_lines = 'many'", "not a valid int"),
+        ("bogus_setting = 1", "unknown setting"),
+        ("max_file_mb = -5", "negative"),
+        ("this is not toml", "cannot read"),
+    ],
+)
+def test_bad_config_is_a_clear_error(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / ".codeindex.toml").write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(tmp_path, env={})
+
+
+def test_root_must_be_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a directory"):
+        load_settings(tmp_path / "missing", env={})
+
+
+def test_options_hash_tracks_chunking_and_model(tmp_path: Path) -> None:
+    a = load_settings(tmp_path, env={})
+    assert a.options_hash() == load_settings(tmp_path, env={}, debounce_ms=5).options_hash()
+    assert a.options_hash() != load_settings(tmp_path, env={}, max_chunk_lines=5).options_hash()
+    assert a.options_hash() != load_settings(tmp_path, env={}, model="other").options_hash()

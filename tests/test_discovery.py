@@ -1,0 +1,492 @@
+"""Discovery against real files in tmp_path: ignore rules, deny list, symlinks, skips."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from codeindex import discovery
+from codeindex.config import Settings, load_settings
+from codeindex.discovery import (
+    DENY_PATTERNS,
+    IgnoreMatcher,
+    check_path,
+    resolve_inside_root,
+    walk,
+)
+from codeindex.errors import CodeIndexError, PathOutsideRootError
+from codeindex.types import Skipped, SkipReason, SourceFile
+
+
+def write(root: Path, rel: str, content: str | bytes = "x = 1\n") -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+def settings_for(root: Path, **overrides: object) -> Settings:
+    return load_settings(root, env={}, **overrides)
+
+
+def run(settings: Settings) -> dict[str, SourceFile | Skipped]:
+    out: dict[str, SourceFile | Skipped] = {}
+    for item in walk(settings):
+        assert item.path not in out, f"{item.path} yielded twice"
+        out[item.path] = item
+    return out
+
+
+def indexed(items: dict[str, SourceFile | Skipped]) -> set[str]:
+    return {p for p, v in items.items() if isinstance(v, SourceFile)}
+
+
+def skipped(items: dict[str, SourceFile | Skipped]) -> dict[str, str]:
+    return {p: v.reason for p, v in items.items() if isinstance(v, Skipped)}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    return root
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_metadata_language_and_deterministic_order(repo: Path) -> None:
+    write(repo, "b.py", "print(1)\n")
+    write(repo, "a.md", "# hi\n")
+    write(repo, "Makefile", "all:\n")
+    write(repo, "pkg/z.go", "package z\n")
+    write(repo, "pkg/a.rs", "fn a() {}\n")
+    write(repo, "aaa/inner.txt", "t\n")
+    settings = settings_for(repo)
+    first = list(walk(settings))
+    assert first == list(walk(settings))
+    # Files of a directory in name order, then its subdirectories in name order.
+    assert [i.path for i in first] == [
+        "Makefile",
+        "a.md",
+        "b.py",
+        "aaa/inner.txt",
+        "pkg/a.rs",
+        "pkg/z.go",
+    ]
+    by_path = {i.path: i for i in first}
+    b = by_path["b.py"]
+    assert isinstance(b, SourceFile)
+    st = (repo / "b.py").stat()
+    assert (b.size, b.mtime_ns, b.language) == (st.st_size, st.st_mtime_ns, "python")
+    assert b.abs_path == repo / "b.py"
+    assert by_path["Makefile"].language == "make"  # type: ignore[union-attr]
+    assert by_path["pkg/z.go"].language == "go"  # type: ignore[union-attr]
+
+
+def test_root_that_cannot_be_listed_raises_clearly(repo: Path) -> None:
+    settings = settings_for(repo)
+    repo.rmdir()
+    with pytest.raises(CodeIndexError, match="cannot list the root"):
+        list(walk(settings))
+
+
+# --------------------------------------------------------------------------- ignore files
+
+
+def test_nested_gitignore_precedence_negation_anchoring_dir_only(repo: Path) -> None:
+    write(
+        repo,
+        ".gitignore",
+        "*.log\n!keep.log\n/build\nlogs/\n**/cache/**/*.tmp\nvendor/\n!vendor/keep.py\n",
+    )
+    write(repo, "keep.log", "k\n")
+    write(repo, "drop.log", "d\n")
+    write(repo, "build/out.py")  # anchored: ignored at the root only
+    write(repo, "src/build/gen.py")  # ...but not deeper
+    write(repo, "src/logs/a.txt")  # dir-only pattern matches a directory
+    write(repo, "other/logs", "a file named logs\n")  # ...but not a file
+    write(repo, "x/cache/y/z/f.tmp", "t\n")  # **
+    write(repo, "x/cache/y/z/f.py")
+    write(repo, "vendor/keep.py")  # parent excluded: cannot be re-included
+    # A deeper .gitignore overrides the shallower one, relative to its own directory.
+    write(repo, "sub/.gitignore", "!debug.log\nkeep.log\n/only_here.py\n")
+    write(repo, "sub/debug.log", "d\n")
+    write(repo, "sub/keep.log", "k\n")
+    write(repo, "sub/only_here.py")
+    write(repo, "sub/deeper/only_here.py")
+    write(repo, "sub/deeper/other.log", "o\n")
+
+    got = indexed(run(settings_for(repo)))
+    assert got == {
+        ".gitignore",
+        "keep.log",
+        "src/build/gen.py",
+        "other/logs",
+        "x/cache/y/z/f.py",
+        "sub/.gitignore",
+        "sub/debug.log",
+        "sub/deeper/only_here.py",
+    }
+
+
+def test_ignored_directories_are_pruned_not_listed(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(repo, ".gitignore", "node_modules/\n")
+    for i in range(50):
+        write(repo, f"node_modules/pkg{i}/index.js", "x\n")
+    write(repo, ".git/HEAD", "ref: refs/heads/main\n")
+    write(repo, ".git/objects/ab/cd", b"\0blob")
+    write(repo, ".aws/credentials", "[default]\n")
+    write(repo, "src/app.py")
+    listed: list[str] = []
+    real_scandir = os.scandir
+
+    def recording_scandir(path):  # type: ignore[no-untyped-def]
+        listed.append(os.path.relpath(path, repo))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", recording_scandir)
+    got = run(settings_for(repo))
+    assert indexed(got) == {".gitignore", "src/app.py"}
+    assert set(listed) == {".", "src"}
+
+
+def test_git_info_exclude_is_weaker_than_gitignore(repo: Path) -> None:
+    write(repo, ".git/info/exclude", "# local excludes\nscratch.py\nnotes.md\n")
+    write(repo, ".gitignore", "!notes.md\n")
+    write(repo, "scratch.py")
+    write(repo, "deep/scratch.py")
+    write(repo, "notes.md", "n\n")
+    write(repo, "main.py")
+    assert indexed(run(settings_for(repo))) == {".gitignore", "notes.md", "main.py"}
+
+
+def test_codeindexignore_at_any_depth_overrides_gitignore_in_same_dir(repo: Path) -> None:
+    write(repo, ".codeindexignore", "fixtures/\n")
+    write(repo, "fixtures/big.json", "{}\n")
+    write(repo, "sub/.gitignore", "*.gen.py\n")
+    write(repo, "sub/.codeindexignore", "!keep.gen.py\nhuge_table.py\n")
+    write(repo, "sub/a.gen.py")
+    write(repo, "sub/keep.gen.py")
+    write(repo, "sub/huge_table.py")
+    write(repo, "sub/ok.py")
+    assert indexed(run(settings_for(repo))) == {
+        ".codeindexignore",
+        "sub/.gitignore",
+        "sub/.codeindexignore",
+        "sub/keep.gen.py",
+        "sub/ok.py",
+    }
+
+
+def test_index_dir_inside_root_is_never_walked(repo: Path) -> None:
+    write(repo, ".codeindex/chunks.lance/data.txt", "d\n")
+    write(repo, "data/idx/meta.json", "{}\n")
+    write(repo, "data/real.csv", "a,b\n")
+    assert indexed(run(settings_for(repo))) == {"data/idx/meta.json", "data/real.csv"}
+    custom = settings_for(repo, index_dir=repo / "data" / "idx")
+    assert indexed(run(custom)) == {".codeindex/chunks.lance/data.txt", "data/real.csv"}
+    assert not IgnoreMatcher(custom).is_ignored(".codeindex/x", False)  # custom dir moved
+    assert IgnoreMatcher(custom).is_ignored("data/idx/meta.json")
+
+
+# --------------------------------------------------------------------------- deny list
+
+
+def test_deny_list_applies_at_any_depth_and_beats_negation(repo: Path) -> None:
+    write(repo, ".gitignore", "!.env\n!*.pem\n!.aws/\n")
+    write(repo, ".codeindexignore", "!id_rsa\n")
+    secrets = [
+        ".env",
+        "a/b/.env.local",
+        "deep/x/id_rsa",
+        "deep/x/id_ed25519.pub",
+        ".aws/credentials",
+        "home/.ssh/config",
+        "tls/server.pem",
+        "tls/server.key",
+        "app/secrets.yaml",
+        "ci/.npmrc",
+        "ci/credentials.json",
+        "k/.docker/config.json",
+        "vault.kdbx",
+    ]
+    for rel in secrets:
+        write(repo, rel, "SECRET=1\n")
+    write(repo, "app/settings.py")
+    # A symlink must not smuggle a deny-listed file in under an innocent name.
+    os.symlink(".env", repo / "notes.txt")
+    os.symlink(".aws", repo / "cloud")
+    got = run(settings_for(repo))
+    assert set(got) == {".gitignore", ".codeindexignore", "app/settings.py"}
+    assert ".env" in DENY_PATTERNS and ".aws/" in DENY_PATTERNS
+    matcher = IgnoreMatcher(settings_for(repo))
+    assert all(matcher.is_ignored(rel) for rel in secrets)
+
+
+# --------------------------------------------------------------------------- symlinks
+
+
+def test_symlink_loops_are_cut(repo: Path) -> None:
+    write(repo, "sub/a.py")
+    os.symlink("..", repo / "sub" / "up")  # back to the root
+    os.symlink("self", repo / "self")  # ELOOP on stat
+    got = run(settings_for(repo))
+    assert indexed(got) == {"sub/a.py"}
+    assert skipped(got) == {"sub/up": SkipReason.SYMLINK_LOOP, "self": SkipReason.SYMLINK_LOOP}
+
+
+def test_symlinked_dir_inside_root_duplicate_uses_real_path(repo: Path) -> None:
+    write(repo, "real/x.py")
+    os.symlink("real", repo / "alias")  # sorts before "real", still indexed as real/
+    write(repo, ".gitignore", "build/\n")
+    write(repo, "build/gen.py")
+    os.symlink("build", repo / "generated")  # target ignored: followed under its link path
+    write(repo, "target.py", "t = 1\n")
+    os.symlink("target.py", repo / "link.py")
+    got = run(settings_for(repo))
+    assert indexed(got) == {".gitignore", "real/x.py", "generated/gen.py", "target.py", "link.py"}
+    assert skipped(got) == {}  # duplicates are left out silently
+    link = got["link.py"]
+    assert isinstance(link, SourceFile)
+    assert link.size == (repo / "target.py").stat().st_size
+    assert link.abs_path == repo / "link.py"
+    nolinks = run(settings_for(repo, follow_symlinks=False))
+    assert indexed(nolinks) == {".gitignore", "real/x.py", "target.py"}
+
+
+def test_symlinks_outside_root_and_dangling(tmp_path: Path, repo: Path) -> None:
+    outside = tmp_path / "outside"
+    write(outside, "secret.py", "password = 1\n")
+    os.symlink(outside / "secret.py", repo / "ext_file.py")
+    os.symlink(outside, repo / "ext_dir")
+    os.symlink("missing.py", repo / "dangling.py")
+    write(repo, "ok.py")
+    got = run(settings_for(repo))
+    assert indexed(got) == {"ok.py"}
+    assert skipped(got) == {
+        "ext_file.py": SkipReason.SYMLINK_OUTSIDE_ROOT,
+        "ext_dir": SkipReason.SYMLINK_OUTSIDE_ROOT,
+        "dangling.py": SkipReason.VANISHED,
+    }
+    assert "dangling" in got["dangling.py"].detail  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- per-file skips
+
+
+def test_binary_fifo_and_too_large(repo: Path) -> None:
+    write(repo, "img.png", b"\x89PNG\r\n\x1a\n\0\0\0")
+    write(repo, "late_nul.txt", b"a" * 9000 + b"\0")  # NUL after the 8 KiB sniff
+    os.mkfifo(repo / "pipe")
+    write(repo, "big.py", "x" * 2000)
+    write(repo, "small.py", "x" * 100)
+    settings = settings_for(repo).replace(max_file_mb=0.001)  # 1048 bytes
+    result: list[dict[str, SourceFile | Skipped]] = []
+    # If discovery ever opened the FIFO it would block forever; fail instead of hanging.
+    t = threading.Thread(target=lambda: result.append(run(settings)), daemon=True)
+    t.start()
+    t.join(10)
+    assert result, "walk() blocked (did it open the FIFO?)"
+    got = result[0]
+    assert skipped(got) == {
+        "img.png": SkipReason.BINARY,
+        "pipe": SkipReason.SPECIAL_FILE,
+        "big.py": SkipReason.TOO_LARGE,
+        "late_nul.txt": SkipReason.TOO_LARGE,
+    }
+    detail = got["big.py"].detail  # type: ignore[union-attr]
+    assert "2000" in detail and "max_file_mb" in detail
+    assert indexed(got) == {"small.py"}
+    assert isinstance(run(settings_for(repo))["late_nul.txt"], SourceFile)
+
+
+def test_file_vanishing_between_listing_and_stat(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(repo, "gone.py")
+    write(repo, "stays.py")
+    real_scandir = os.scandir
+
+    class ListThenDelete:
+        """Lists the directory for real, then deletes gone.py (a concurrent rm)."""
+
+        def __init__(self, path: str) -> None:
+            with real_scandir(path) as it:
+                self.entries = list(it)
+            if os.path.realpath(path) == os.path.realpath(repo):
+                (repo / "gone.py").unlink(missing_ok=True)
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return iter(self.entries)
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(os, "scandir", ListThenDelete)
+    got = run(settings_for(repo))
+    assert indexed(got) == {"stays.py"}
+    assert skipped(got) == {"gone.py": SkipReason.VANISHED}
+
+
+def test_unreadable_file_and_directory(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests run as root, which reads a chmod 000 file anyway; so inject the
+    # PermissionError the kernel would give a normal user at the exact calls discovery
+    # makes (os.open for the sniff, os.scandir for a directory). The test always runs.
+    write(repo, "locked.py")
+    write(repo, "private/inner.py")
+    write(repo, "public/ok.py")
+    write(repo, "vanishing.py")
+    real_open, real_scandir = os.open, os.scandir
+
+    def fake_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path).endswith("locked.py"):
+            raise PermissionError(13, "Permission denied", str(path))
+        if str(path).endswith("vanishing.py"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def fake_scandir(path):  # type: ignore[no-untyped-def]
+        if str(path).endswith("private"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "scandir", fake_scandir)
+    got = run(settings_for(repo))
+    assert indexed(got) == {"public/ok.py"}
+    assert skipped(got) == {
+        "locked.py": SkipReason.UNREADABLE,
+        "private": SkipReason.UNREADABLE,
+        "vanishing.py": SkipReason.VANISHED,
+    }
+
+
+# --------------------------------------------------------------------------- watcher API
+
+
+def test_is_ignored_for_the_watcher(repo: Path) -> None:
+    write(repo, ".gitignore", "*.log\ndist/\n")
+    write(repo, "a/b/.gitignore", "!special.log\n")
+    settings = settings_for(repo)
+    m = IgnoreMatcher(settings, max_cached_dirs=2)
+    assert m.is_ignored("x.log")
+    assert not m.is_ignored("x.py")
+    assert m.is_ignored("dist", is_dir=True)
+    assert m.is_ignored("dist/")
+    assert not m.is_ignored("dist")  # a *file* named dist: dir-only pattern
+    assert m.is_ignored("dist/any/thing.py")  # under an ignored directory
+    assert not m.is_ignored("a/b/special.log")  # nested .gitignore loaded lazily
+    assert m.is_ignored("a/b/other.log")
+    assert m.is_ignored(".git/index")
+    assert m.is_ignored(".codeindex/chunks.lance", is_dir=True)
+    assert m.is_ignored("src/.env.production")
+    assert m.is_ignored("../elsewhere.py")
+    assert not m.is_ignored("")
+    assert len(m._cache) <= 2  # bounded LRU
+    # The cache is kept until invalidate(): the watcher calls it on ignore-file changes.
+    write(repo, ".gitignore", "*.py\n")
+    assert not m.is_ignored("x.py")
+    m.invalidate()
+    assert m.is_ignored("x.py")
+    assert not m.is_ignored("x.log")
+
+
+def test_check_path_agrees_with_walk(repo: Path) -> None:
+    write(repo, ".gitignore", "*.log\n")
+    write(repo, "src/app.py")
+    write(repo, "src/data.bin", b"\0\1")
+    write(repo, "src/big.txt", "y" * 5000)
+    write(repo, "link.py", "z = 1\n")
+    os.symlink("link.py", repo / "alias.py")
+    os.symlink("nowhere", repo / "dangling.py")
+    os.mkfifo(repo / "fifo")
+    settings = settings_for(repo).replace(max_file_mb=0.004)
+    matcher = IgnoreMatcher(settings)
+    walked = run(settings)
+    assert walked  # sanity
+    for rel, item in walked.items():
+        assert check_path(settings, rel, matcher) == item, rel
+    # Not yielded by walk() -> None.
+    write(repo, "debug.log", "d\n")
+    write(repo, ".env", "S=1\n")
+    assert check_path(settings, "debug.log", matcher) is None
+    assert check_path(settings, ".env") is None
+    assert check_path(settings, "src") is None  # a directory
+    assert check_path(settings, "missing.py") is None
+    assert check_path(settings, ".git/config") is None
+    # Normalised, non-escaping paths are fine.
+    same = check_path(settings, "./src/../src/app.py")
+    assert isinstance(same, SourceFile) and same.path == "src/app.py"
+
+
+def test_check_path_through_symlinked_dirs(repo: Path) -> None:
+    write(repo, "real/x.py")
+    os.symlink("real", repo / "alias")
+    write(repo, ".gitignore", "build/\n")
+    write(repo, "build/gen.py")
+    os.symlink("build", repo / "generated")
+    settings = settings_for(repo)
+    assert check_path(settings, "alias/x.py") is None  # walk() indexes real/x.py instead
+    assert isinstance(check_path(settings, "generated/gen.py"), SourceFile)
+    assert check_path(settings, "build/gen.py") is None
+
+
+@pytest.mark.parametrize("bad", ["../x.py", "a/../../x.py", "..", "/etc/passwd", "x\0y"])
+def test_refuses_escaping_and_absolute_paths(repo: Path, bad: str) -> None:
+    settings = settings_for(repo)
+    with pytest.raises(PathOutsideRootError):
+        check_path(settings, bad)
+    with pytest.raises(PathOutsideRootError):
+        resolve_inside_root(settings, bad)
+
+
+def test_refuses_symlinks_out_of_root(tmp_path: Path, repo: Path) -> None:
+    write(tmp_path / "outside", "secret.py")
+    os.symlink(tmp_path / "outside", repo / "ext_dir")
+    os.symlink(tmp_path / "outside" / "secret.py", repo / "ext_file.py")
+    settings = settings_for(repo)
+    for rel in ("ext_dir/secret.py", "ext_file.py", "ext_dir"):
+        with pytest.raises(PathOutsideRootError, match="outside the indexed root"):
+            check_path(settings, rel)
+        with pytest.raises(PathOutsideRootError, match="outside the indexed root"):
+            resolve_inside_root(settings, rel)
+    with pytest.raises(PathOutsideRootError, match="absolute"):
+        resolve_inside_root(settings, str(repo / "a.py"))  # absolute even if inside
+
+
+def test_resolve_inside_root(repo: Path) -> None:
+    write(repo, "src/app.py")
+    write(repo, ".env", "S=1\n")
+    os.symlink("src", repo / "code")
+    os.symlink(".env", repo / "notes.txt")
+    settings = settings_for(repo)
+    real_root = Path(os.path.realpath(repo))
+    assert resolve_inside_root(settings, "src/app.py") == real_root / "src" / "app.py"
+    assert resolve_inside_root(settings, "code/app.py") == real_root / "src" / "app.py"
+    assert resolve_inside_root(settings, "src/new.py") == real_root / "src" / "new.py"
+    assert resolve_inside_root(settings, "") == real_root
+    for denied in (".env", "notes.txt", ".git/config", "a/.ssh/id_rsa", ".codeindex/x"):
+        with pytest.raises(PathOutsideRootError, match="deny-listed"):
+            resolve_inside_root(settings, denied)
+
+
+def test_module_only_imports_allowed_stages() -> None:
+    source = Path(discovery.__file__).read_text()
+    imports = [ln for ln in source.splitlines() if ln.startswith(("import ", "from "))]
+    for ln in imports:
+        mod = ln.split()[1]
+        assert not mod.startswith("codeindex.") or mod in {
+            "codeindex.types",
+            "codeindex.config",
+            "codeindex.languages",
+            "codeindex.errors",
+        }, ln

@@ -1,0 +1,209 @@
+"""Incremental indexing with the fast fake embedder and LanceDB on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codeindex.embedding import EmbedError, FakeEmbedder
+from codeindex.service import CodeIndex
+from tests.conftest import fake_settings
+
+INDEXABLE = {
+    ".gitignore",
+    "README.md",
+    "auth/java/PasswordHasher.java",
+    "auth/tokens.py",
+    "config/settings.yaml",
+    "docs/architecture.md",
+    "net/ratelimit.go",
+    "net/retry.ts",
+    "storage/lru.rs",
+    "storage/query.c",
+    "tools/backup.sh",
+    "web/src/csv.js",
+}
+
+
+def _paths(ci: CodeIndex, skipped: bool = False) -> list[str]:
+    out, cursor = [], ""
+    while True:
+        page = ci.list_files(page_size=500, cursor=cursor, skipped=skipped)
+        out += [f["path"] for f in page["files"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return sorted(out)
+
+
+def test_first_index_counts_and_exclusions(sample_repo: Path) -> None:
+    emb = FakeEmbedder()
+    ci = CodeIndex(fake_settings(sample_repo), embedder=emb)
+    rep = ci.index()
+    assert rep.added == len(INDEXABLE)
+    assert rep.skipped == {"binary": 1}
+    assert set(_paths(ci)) == INDEXABLE  # no .env, build/, *.log, binary
+    assert _paths(ci, skipped=True) == ["storage/blob.bin"]
+    store = ci._open_store()
+    assert store.count_chunks() == rep.chunks_written > len(INDEXABLE)
+    assert store.count_chunks("vector IS NULL") == 0
+    assert rep.chunks_embedded == emb.texts_embedded > 0
+    assert not rep.failed
+
+
+def test_rerun_unchanged_embeds_nothing(fake_index: CodeIndex) -> None:
+    emb = fake_index.embedder
+    before = emb.texts_embedded
+    rep = fake_index.index()
+    assert (rep.added, rep.updated, rep.deleted) == (0, 0, 0)
+    assert rep.unchanged == len(INDEXABLE) + 1  # + the skipped binary
+    assert rep.chunks_embedded == 0 and emb.texts_embedded == before
+
+
+def test_touch_without_content_change_embeds_nothing(fake_index: CodeIndex) -> None:
+    path = fake_index.settings.root / "net/retry.ts"
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    rep = fake_index.index()
+    assert rep.updated == 0 and rep.chunks_embedded == 0
+
+
+def test_edit_reembeds_only_changed_chunks(fake_index: CodeIndex) -> None:
+    store = fake_index._open_store()
+    path = fake_index.settings.root / "auth/tokens.py"
+    old_chunks = store.chunks_of("auth/tokens.py")
+    assert len(old_chunks) >= 3
+    text = path.read_text()
+    path.write_text(
+        text.replace('raise TokenError("bad signature")', 'raise TokenError("forged signature")')
+    )
+    emb = fake_index.embedder
+    before = emb.texts_embedded
+    rep = fake_index.index()
+    assert rep.updated == 1 and rep.added == 0
+    assert rep.chunks_embedded == emb.texts_embedded - before == 1
+    new_chunks = store.chunks_of("auth/tokens.py")
+    assert len(new_chunks) == len(old_chunks)
+    assert any("forged signature" in c["text"] for c in new_chunks)
+    assert store.count_chunks("path = 'auth/tokens.py' AND vector IS NULL") == 0
+
+
+def test_delete_removes_file_and_chunks(fake_index: CodeIndex) -> None:
+    (fake_index.settings.root / "storage/lru.rs").unlink()
+    rep = fake_index.index()
+    assert rep.deleted == 1
+    store = fake_index._open_store()
+    assert store.count_chunks("path = 'storage/lru.rs'") == 0
+    assert "storage/lru.rs" not in _paths(fake_index)
+    hits = fake_index.search("LruCache evict least recently used", k=20)["results"]
+    assert all(h["path"] != "storage/lru.rs" for h in hits)
+
+
+def test_newly_ignored_file_leaves_index(fake_index: CodeIndex) -> None:
+    root = fake_index.settings.root
+    (root / ".gitignore").write_text("build/\n*.log\ntools/\n")
+    rep = fake_index.index()
+    assert rep.deleted == 1
+    assert "tools/backup.sh" not in _paths(fake_index)
+
+
+def test_identical_chunks_embedded_once(sample_repo: Path) -> None:
+    body = "def shared_helper(x):\n    return x * 42 + 7\n"
+    for i in range(5):
+        (sample_repo / f"dup{i}.py").write_text(body)
+    emb = FakeEmbedder()
+    ci = CodeIndex(fake_settings(sample_repo), embedder=emb)
+    rep = ci.index()
+    store = ci._open_store()
+    assert store.count_chunks("path LIKE 'dup%'") == 5
+    distinct = {h for _, h in store.iter_chunk_hashes()}
+    assert rep.chunks_embedded == emb.texts_embedded == len(distinct)
+    assert rep.chunks_reused >= 4
+    assert store.count_chunks("vector IS NULL") == 0
+
+
+def test_repeated_updates_do_not_grow_versions(fake_index: CodeIndex) -> None:
+    path = fake_index.settings.root / "web/src/csv.js"
+    store = fake_index._open_store()
+    sizes = []
+    for i in range(6):
+        path.write_text(path.read_text() + f"\n// edit {i}\n")
+        fake_index.index(paths=["web/src/csv.js"])
+        sizes.append(store.disk_bytes())
+    assert store.version_count() <= 2
+    # Disk settles: the last updates do not keep adding what the first ones did.
+    assert sizes[-1] < sizes[0] * 1.5
+
+
+def test_partial_update_by_paths(fake_index: CodeIndex) -> None:
+    root = fake_index.settings.root
+    (root / "new_module.py").write_text("def brand_new_function():\n    return 'fresh'\n")
+    (root / "net/retry.ts").unlink()
+    rep = fake_index.index(paths=["new_module.py", "net/retry.ts"])
+    assert rep.added == 1 and rep.deleted == 1
+    assert "new_module.py" in _paths(fake_index)
+    assert "net/retry.ts" not in _paths(fake_index)
+
+
+class _FailingEmbedder(FakeEmbedder):
+    """Cannot embed texts containing a marker, as if they ran out of memory alone."""
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        bad = [i for i, t in enumerate(texts) if "UNEMBEDDABLE" in t]
+        if bad:
+            raise EmbedError("out of memory", bad)
+        return super().embed(texts)
+
+
+def test_unembeddable_chunk_is_reported_not_zero_filled(sample_repo: Path) -> None:
+    (sample_repo / "huge.py").write_text("def cursed():\n    return 'UNEMBEDDABLE'\n")
+    ci = CodeIndex(fake_settings(sample_repo), embedder=_FailingEmbedder())
+    rep = ci.index()
+    assert [f["path"] for f in rep.failed] == ["huge.py"]
+    store = ci._open_store()
+    assert store.count_chunks("path = 'huge.py' AND vector IS NULL") == 1
+    assert store.count_chunks("embed_error != ''") == 1
+    assert ci.status()["embed_failed"] == 1
+    # Other files are fully embedded; the next run does not retry forever.
+    assert store.count_chunks("path != 'huge.py' AND vector IS NULL") == 0
+    assert ci.index().chunks_embedded == 0
+
+
+def test_no_embed_then_embed_fills_vectors(sample_repo: Path) -> None:
+    ci = CodeIndex(fake_settings(sample_repo), embedder=FakeEmbedder())
+    ci.index(embed=False)
+    res = ci.search("validate_jwt")
+    assert res["coverage"] == 0.0
+    assert res["results"][0]["path"] == "auth/tokens.py"  # full text works at once
+    ci.index()
+    assert ci.search("validate_jwt")["coverage"] == 1.0
+
+
+def test_big_file_is_streamed_and_searchable(sample_repo: Path) -> None:
+    lines = [f"record_{i:06d} = value_{i}" for i in range(20_000)]
+    lines[12_345] = "needle_identifier_xyzzy = 'found me'"
+    (sample_repo / "big.txt").write_text("\n".join(lines) + "\n")
+    settings = fake_settings(sample_repo, stream_threshold_mb=0.05)
+    ci = CodeIndex(settings, embedder=FakeEmbedder())
+    rep = ci.index()
+    assert not rep.failed
+    hit = ci.search("needle_identifier_xyzzy", k=1)["results"][0]
+    assert hit["path"] == "big.txt"
+    assert hit["start_line"] <= 12_346 <= hit["end_line"]
+    rec = ci._open_store().get_files(["big.txt"])["big.txt"]
+    assert rec.content_hash and rec.chunk_count > 10
+
+
+def test_incompatible_index_refuses_search_then_rebuilds(sample_repo: Path) -> None:
+    from codeindex.errors import IncompatibleIndexError
+
+    CodeIndex(fake_settings(sample_repo), embedder=FakeEmbedder()).index()
+    changed = CodeIndex(fake_settings(sample_repo, max_chunk_lines=20), embedder=FakeEmbedder())
+    assert changed.status()["state"] == "incompatible"
+    with pytest.raises(IncompatibleIndexError, match="rebuild"):
+        changed.search("jwt")
+    changed.index()
+    assert changed.status()["state"] == "ready"
+    assert changed.search("validate_jwt")["results"]
