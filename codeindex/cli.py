@@ -85,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("watch", help="keep the index fresh while files change")
     _common(p, positional_path=True)
+    p.add_argument(
+        "--debounce-ms",
+        type=int,
+        help="quiet time before a change is indexed (default: setting debounce_ms, 300)",
+    )
+    p.add_argument(
+        "--polling",
+        action="store_true",
+        help="poll the tree instead of native file events (network drives, containers)",
+    )
 
     p = sub.add_parser("mcp", help="serve MCP (stdio by default) for AI assistants")
     p.add_argument("--root", default=".", help="root to index and serve (default .)")

@@ -156,9 +156,15 @@ class SentenceTransformerEmbedder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             t0 = time.perf_counter()
             import torch
+            import transformers
             from sentence_transformers import SentenceTransformer
+
+            # stdout/stderr belong to our front ends (and MCP's protocol): no bars.
+            transformers.utils.logging.disable_progress_bar()
+            transformers.utils.logging.set_verbosity_error()
 
             device = self.device_setting
             if device == "auto":
@@ -254,6 +260,7 @@ def get_embedder(settings: Settings) -> Embedder:
                     settings.memory_limit_mb,
                     max_batch=settings.max_batch_size,
                     min_batch=settings.min_batch_size,
+                    batch_budget_mb=settings.embed_memory_mb,
                 )
                 emb = SentenceTransformerEmbedder(settings.model, settings.device, gov)
             _shared[key] = emb

@@ -189,6 +189,7 @@ class Pipeline:
             or Governor(settings.memory_limit_mb, settings.max_batch_size)
         )
         self.report = IndexReport()
+        self._reuse = True
         self._abort = threading.Event()  # writer failed: the reader must stop too
         self._seen = array.array("Q")
         # Directories discovery could not list: files indexed under them are kept.
@@ -205,14 +206,20 @@ class Pipeline:
     def run(self, paths: Iterable[str] | None = None, embed: bool = True) -> IndexReport:
         """Index the whole root (paths=None) or just ``paths`` (relative), then embed."""
         t0 = time.perf_counter()
+        writes_before = self.store.writes
+        # Nothing to reuse from an index without vectors (first run): skip the lookups.
+        self._reuse = self.store.count_chunks("vector IS NOT NULL") > 0
         try:
             self._ingest(paths)
             if not self.stop.is_set():
                 self._delete_missing(paths)
-            self.store.optimize(self.settings.version_retention_seconds)
-            if embed and not self.stop.is_set():
-                self._embed_pending()
+            if self.store.writes != writes_before:
                 self.store.optimize(self.settings.version_retention_seconds)
+            if embed and not self.stop.is_set():
+                writes_before = self.store.writes
+                self._embed_pending()
+                if self.store.writes != writes_before:
+                    self.store.optimize(self.settings.version_retention_seconds)
         finally:
             self.report.interrupted = self.stop.is_set()
             self.report.seconds = time.perf_counter() - t0
@@ -410,7 +417,11 @@ class Pipeline:
         self._buf_records, self._buf_chunks, self._buf_paths = [], [], []
 
     def _rows(self, chunks: list[tuple[Chunk, int]], ordinals: list[int] | None) -> pa.Table:
-        reuse = self.store.vectors_for_hashes([c.content_hash for c, _ in chunks])
+        reuse = (
+            self.store.vectors_for_hashes([c.content_hash for c, _ in chunks])
+            if self._reuse
+            else {}
+        )
         if ordinals is None:
             ordinals, counters = [], {}
             for c, _ in chunks:

@@ -187,6 +187,7 @@ class CodeIndex:
             self.current_run = None
         state = "interrupted" if report.interrupted else "ready"
         store.write_meta({"run_state": state, "last_indexed_at": str(time.time())})
+        store.optimize_meta(self.settings.version_retention_seconds)
         self.last_report = report
         return report
 
@@ -204,8 +205,13 @@ class CodeIndex:
         language: str = "",
         glob: str = "",
         cursor: str = "",
+        semantic: bool = True,
     ) -> dict[str, Any]:
-        """Hybrid search. Returns {query, results[], next_cursor, coverage}."""
+        """Hybrid search. Returns {query, results[], next_cursor, coverage, semantic}.
+
+        ``semantic=False`` skips embedding the query (full-text side only), so a
+        long-lived server can answer while its model is still loading; ``semantic``
+        in the result says whether the vector side was used."""
         query = (query or "").strip()
         if not query:
             raise CodeIndexError("the query is empty; say what code you are looking for.")
@@ -228,7 +234,7 @@ class CodeIndex:
         total = store.count_chunks()
         with_vec = store.count_chunks("vector IS NOT NULL") if total else 0
         vector_hits: list[dict[str, Any]] = []
-        if with_vec:
+        if with_vec and semantic:
             qvec = self.embedder.embed([query])[0]
             vector_hits = store.vector_search(qvec, fetch, where)
         text_hits = store.text_search(query, fetch, where)
@@ -242,6 +248,7 @@ class CodeIndex:
             "results": [self._hit(r) for r in page],
             "next_cursor": next_cursor,
             "coverage": round(with_vec / total, 4) if total else 0.0,
+            "semantic": bool(with_vec and semantic),
         }
 
     @staticmethod

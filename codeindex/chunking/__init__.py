@@ -46,10 +46,14 @@ def chunk_text(
     """Chunk a whole decoded file (see :func:`decode`).
 
     Syntax-aware when ``language`` is in SYNTAX_LANGUAGES and parsing works; otherwise
-    (unknown language, grammar missing, parser error) the line-window chunker. The
+    (unknown language, grammar missing, parser error, or a minified file whose mean
+    line is longer than ``max_line_chars``) the line-window chunker. The
     chunks' line ranges never overlap and together cover every non-blank line.
     """
-    if language in SYNTAX_LANGUAGES:
+    # Mostly over-long lines (minified bundles, generated data) would end up as line
+    # pieces anyway, after an expensive parse: skip tree-sitter for them.
+    minified = len(text) > settings.max_line_chars * (text.count("\n") + 1)
+    if language in SYNTAX_LANGUAGES and not minified:
         # Imported lazily so line-only callers never load tree-sitter.
         from codeindex.chunking.syntax import syntax_chunks
 

@@ -53,11 +53,14 @@ def chunk_stream(
             nl = text.find("\n", pos)
             if nl < 0:
                 break
-            line = pending + text[pos:nl] if pending else text[pos:nl]
-            pending = ""
+            if pending:
+                line = pending + text[pos:nl]
+                pending = ""
+                if line.endswith("\r"):
+                    line = line[:-1]
+            else:  # the common case: slice once, without the CR
+                line = text[pos : nl - 1 if nl > pos and text[nl - 1] == "\r" else nl]
             pos = nl + 1
-            if line.endswith("\r"):
-                line = line[:-1]
             if long_line:
                 # The rest of a line already being cut: continue the same piece grid.
                 long_line = False

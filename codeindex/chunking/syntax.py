@@ -69,6 +69,8 @@ _C_TYPEDEF_KINDS = {
 # Gap content too small to be worth a chunk of its own: closing brackets and block
 # terminators ("}", "};", "end", "fi", ...). It is glued to a neighbouring segment.
 _CLOSER_LINE = re.compile(r"[\W_]*(?:end|fi|done|esac)?[\W_]*")
+# Names come from identifier nodes and are short; error recovery can make them huge.
+_MAX_NAME_CHARS = 200
 _GENERIC_ARGS = re.compile(r"<[^<>]*>|\[[^\[\]]*\]")
 
 _local = threading.local()
@@ -175,9 +177,13 @@ class _SyntaxChunker:
         # end_byte is exclusive; a node ending with its "\n" ends on that "\n"'s line.
         return self._line(max(node.start_byte, node.end_byte - 1))
 
+    def _line_start_byte(self, line: int) -> int:
+        if line > len(self.lines):
+            return len(self.src)
+        return self.newlines[line - 2] + 1 if line >= 2 else 0
+
     def _starts_line(self, node: Node) -> bool:
-        line = self._line(node.start_byte)
-        line_start = self.newlines[line - 2] + 1 if line >= 2 else 0
+        line_start = self._line_start_byte(self._line(node.start_byte))
         return not self.src[line_start : node.start_byte].strip()
 
     # ---- partitioning ----
@@ -190,6 +196,11 @@ class _SyntaxChunker:
         for child in children:
             if child.end_byte <= child.start_byte:
                 continue  # zero-width (MISSING) nodes from error recovery
+            if child.end_byte <= self._line_start_byte(cursor):
+                # Entirely on lines already taken (minified code puts thousands of
+                # statements on one line): nothing to decide, so skip the classifying.
+                leading = []
+                continue
             d = self._classify(child, scope)
             if d is None:
                 if child.type in self.spec.leading:
@@ -521,4 +532,5 @@ def _clean(name: str) -> str:
         previous = name
         name = _GENERIC_ARGS.sub("", name)
     name = name.replace("::", ".").replace("\\", ".")
-    return "".join(ch for ch in name if not ch.isspace() and ch not in "*&").strip(".")
+    name = "".join(ch for ch in name if not ch.isspace() and ch not in "*&").strip(".")
+    return name[:_MAX_NAME_CHARS]

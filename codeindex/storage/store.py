@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 # Chunk columns returned by searches and listings (never the vector unless asked).
 HIT_COLUMNS = ["id", "path", "language", "symbol", "kind", "start_line", "end_line", "text"]
 _IN_BATCH = 500  # max keys per IN (...) filter
+_INDEX_CACHE_BYTES = 64 * 1024 * 1024
+_METADATA_CACHE_BYTES = 32 * 1024 * 1024
 
 
 def index_exists(index_dir: Path) -> bool:
@@ -74,8 +76,17 @@ class Store:
         elif not index_exists(self.index_dir):
             raise CodeIndexError(f"no index at {self.index_dir}; run `codeindex index` first.")
         interval = None if consistency_seconds is None else timedelta(seconds=consistency_seconds)
-        self.db = lancedb.connect(str(self.index_dir), read_consistency_interval=interval)
+        # LanceDB's default caches grow to gigabytes over many versions; bound them.
+        session = lancedb.Session(
+            index_cache_size_bytes=_INDEX_CACHE_BYTES,
+            metadata_cache_size_bytes=_METADATA_CACHE_BYTES,
+        )
+        self.session = session
+        self.db = lancedb.connect(
+            str(self.index_dir), read_consistency_interval=interval, session=session
+        )
         self._lock = threading.Lock()
+        self.writes = 0  # commits made through this Store (callers skip no-op compaction)
         existing = set(self._list_tables())
         if create:
             if META not in existing:
@@ -104,6 +115,7 @@ class Store:
         return {r["key"]: r["value"] for r in rows}
 
     def write_meta(self, values: dict[str, str]) -> None:
+        self.writes += 1
         data = pa.table(
             {"key": list(values), "value": [str(v) for v in values.values()]},
             schema=META_SCHEMA,
@@ -124,6 +136,7 @@ class Store:
         return out
 
     def upsert_files(self, records: Sequence[FileRecord]) -> None:
+        self.writes += 1
         if not records:
             return
         data = pa.table(
@@ -227,6 +240,7 @@ class Store:
 
     def replace_files(self, paths: Sequence[str], rows: pa.Table | None) -> None:
         """Atomically make ``rows`` the only chunks of ``paths`` (one commit)."""
+        self.writes += 1
         if not paths:
             return
         if rows is None or rows.num_rows == 0:
@@ -242,17 +256,20 @@ class Store:
 
     def add_chunks(self, rows: pa.Table) -> None:
         """Append rows (streamed big files write in several bounded batches)."""
+        self.writes += 1
         if rows.num_rows:
             self.chunks.add(rows, on_bad_vectors="null")
 
     def delete_paths(self, paths: Sequence[str]) -> None:
         """Remove files and their chunks."""
+        self.writes += 1
         for i in range(0, len(paths), _IN_BATCH):
             part = list(paths[i : i + _IN_BATCH])
             self.chunks.delete(sql_in("path", part))
             self.files.delete(sql_in("path", part))
 
     def delete_chunks_of(self, paths: Sequence[str]) -> None:
+        self.writes += 1
         for i in range(0, len(paths), _IN_BATCH):
             self.chunks.delete(sql_in("path", list(paths[i : i + _IN_BATCH])))
 
@@ -268,6 +285,7 @@ class Store:
         )
 
     def set_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        self.writes += 1
         if not len(ids):
             return
         vec_type = pa.list_(pa.float32(), self.dimension)
@@ -281,6 +299,7 @@ class Store:
         self.chunks.merge_insert("id").when_matched_update_all().execute(data)
 
     def mark_embed_failed(self, ids: Sequence[str], reason: str) -> None:
+        self.writes += 1
         if ids:
             self.chunks.update(where=sql_in("id", list(ids)), values={"embed_error": reason})
 
@@ -337,7 +356,7 @@ class Store:
             self.chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
             .distance_type("cosine")
             .where(clause, prefilter=True)
-            .select(HIT_COLUMNS)
+            .select([*HIT_COLUMNS, "_distance"])
             .limit(limit)
         )
         return q.to_list()
@@ -349,7 +368,7 @@ class Store:
         if where:
             q = q.where(where, prefilter=True)
         try:
-            return q.select(HIT_COLUMNS).limit(limit).to_list()
+            return q.select([*HIT_COLUMNS, "_score"]).limit(limit).to_list()
         except (ValueError, RuntimeError, OSError) as exc:
             if "index" in str(exc).lower():
                 return []  # no FTS index yet (empty table): vector side still answers
@@ -380,6 +399,12 @@ class Store:
             warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)")
             for table in (self.chunks, self.files, self.meta):
                 table.optimize(cleanup_older_than=keep)
+
+    def optimize_meta(self, retention_seconds: float) -> None:
+        """Compact the tiny meta table (written on every run) so its versions stay few."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)")
+            self.meta.optimize(cleanup_older_than=timedelta(seconds=max(0.0, retention_seconds)))
 
     def disk_bytes(self) -> int:
         total = 0

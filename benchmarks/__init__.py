@@ -1,0 +1,1 @@
+"""Benchmarks for codeindex (speed and memory targets live here, not in tests)."""

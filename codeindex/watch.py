@@ -1,0 +1,1144 @@
+"""Watch mode: keep the index following the working tree.
+
+    watchdog events ─▶ filter (IgnoreMatcher) ─▶ coalesce per path (bounded dict)
+        ─▶ debounce ─▶ ONE worker thread ─▶ CodeIndex.index(paths=...) under the writer lock
+
+Contracts:
+
+* **Startup.** ``Watcher.start()`` schedules the observers first and then queues a
+  reconcile pass (a full ``CodeIndex.index()``) that the worker thread runs at once, so
+  changes made while nothing was watching are picked up and nothing that changes during
+  the pass is missed (the watches already exist). ``start()`` returns as soon as the
+  watches are in place; ``wait_idle()`` waits for the reconcile to finish.
+* **What is watched.** The root itself (not recursively) plus one recursive watch per
+  top-level directory that is not ignored. Ignored top-level directories (``.git``,
+  ``node_modules``, ``.venv``, the index directory ...) get no watch at all, so they cost
+  no inotify watches and produce no events. Deeper ignored paths are dropped per event,
+  before anything is queued. Top-level directories that appear, vanish or move are
+  (un)scheduled by the worker, and a new one is scanned for files created before its
+  watch existed.
+* **Native first, polling as a fallback.** The native observer (inotify on Linux) is
+  used unless ``use_polling``; when the kernel runs out of inotify watches or instances
+  (ENOSPC / EMFILE, "inotify watch limit reached") for a top-level subtree — also while
+  watchdog adds watches for subdirectories, which it would otherwise swallow silently —
+  that subtree is polled instead (its ignored entries pruned) and rescanned once;
+  ``status()["polling_fallback"]`` names it. A kernel event-queue overflow (IN_Q_OVERFLOW)
+  queues a reconcile.
+* **Coalescing and debounce.** Events are coalesced per path. A batch is applied once no
+  event arrived for ``settings.debounce_ms`` or, for a tree that never goes quiet, at the
+  latest ``settings.max_debounce_ms`` after its first event. One batch is one
+  ``CodeIndex.index(paths=...)`` call: existing paths are listed before vanished ones so
+  that in a rename/move the new path is written (reusing the stored vectors of identical
+  chunks) before the old path's chunks are deleted — a pure move embeds nothing.
+* **Bounded memory.** At most ``settings.event_queue_limit`` paths/directories are
+  pending; one more switches to a reconcile of the whole root (which streams) instead of
+  dropping changes, and further events are not recorded until that reconcile starts.
+  One worker thread; no thread per event.
+* **Ignore rules.** A change to a ``.gitignore`` / ``.codeindexignore`` invalidates the
+  matcher, re-evaluates which top-level directories are watched and runs a reconcile, so
+  newly ignored files leave the index and newly un-ignored ones enter it.
+* **One writer.** The writer lock is taken per update (never held while idle), so a
+  ``codeindex index`` in another process can interleave; while another process holds it
+  the worker retries (``status()["waiting_for_lock"]`` says so) and events keep coalescing.
+* **Status.** ``status()`` for in-process callers (``start()`` installs it as
+  ``CodeIndex.watcher_status``); the same dict is published to ``watcher.json`` in the
+  index directory (``codeindex.runstate``) whenever it changes, throttled, and marked
+  ``running: false`` by ``stop()``.
+
+Known limits: files reached only through a symlinked directory, and ``.git/info/exclude``
+edits, are not watched (the next reconcile — start, overflow, ignore-file edit — picks
+them up); a subtree that fell back to polling stays polled until the watcher restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import json
+import logging
+import os
+import signal
+import stat
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.observers.polling import PollingObserverVFS
+
+from codeindex import discovery, runstate
+from codeindex.errors import (
+    BadCursorError,
+    CodeIndexError,
+    IndexMissingError,
+    LockBusyError,
+    PathOutsideRootError,
+)
+from codeindex.pipeline import IndexReport, Progress
+from codeindex.service import CodeIndex
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Watcher", "run_watch_cli"]
+
+# Kernel resource errors that mean "no more native watches here": poll instead.
+_EXHAUSTED = (errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+_LOCK_RETRY_S = 0.25  # how often a batch retries while another process writes
+_PUBLISH_EVERY_S = 0.5  # watcher.json is rewritten at most this often (unless forced)
+_MAX_EVENT_PATHS = 100  # paths listed in one on_update event (path_count has the total)
+_MAX_BACKOFF_S = 60.0
+_ROOT_UNIT = ""  # the root directory itself, watched non-recursively
+# The events asked of the kernel. Not opens, nor closes without a write: indexing opens
+# every file it sniffs, and a reconcile of a big tree would otherwise flood (and overflow)
+# the inotify queue with its own reads — and each overflow means another reconcile.
+_EVENT_FILTER = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileAttribEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
+
+
+class _ShutdownNoise(logging.Filter):
+    """watchdog 7 logs an ERROR when an event is read while its emitter is being
+    stopped (a benign race); on Ctrl-C that reads like a failure, so drop it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in str(record.msg)
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_ShutdownNoise())
+
+
+def _iso(ts: float | None) -> str | None:
+    if not ts:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class _Batch:
+    """Everything the worker takes in one go (the pending state is cleared)."""
+
+    paths: list[str] = field(default_factory=list)
+    gone_dirs: list[str] = field(default_factory=list)  # indexed files under them re-checked
+    scan_dirs: list[str] = field(default_factory=list)  # files on disk under them checked
+    reconcile: str | None = None  # reason for a full index() pass
+    rescope: bool = False  # ignore rules changed: invalidate the matcher first
+    units: dict[str, bool] = field(default_factory=dict)  # top-level name -> force re-watch
+    all_units: bool = False
+    fallback_units: set[str] = field(default_factory=set)  # native watch limit hit
+    first_at: float | None = None  # monotonic time of the oldest event in the batch
+
+
+class _Handler(FileSystemEventHandler):
+    """Forwards every event to the watcher. Runs in the observers' dispatch threads."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            self._watcher._on_event(event)
+        except Exception:  # never kill watchdog's dispatch thread
+            log.exception("watch: failed to handle %r", event)
+
+
+class _CallbackTap:
+    """Wraps one watchdog inotify watch group to hear about kernel queue overflows
+    (watchdog rebuilds its watches but reports no event for the changes it lost)."""
+
+    def __init__(self, inner: Any, on_overflow: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_overflow = on_overflow
+
+    def on_event(self, event: Any) -> None:
+        self._inner.on_event(event)
+
+    def on_watch_deleted(self, wd: Any) -> None:
+        self._inner.on_watch_deleted(wd)
+
+    def on_queue_overflow(self) -> None:
+        self._on_overflow()
+        self._inner.on_queue_overflow()
+
+
+class _InotifyTap:
+    """Stands in for watchdog's ``InotifyFD`` in front of its watch groups.
+
+    watchdog (7.x) swallows the OSError when it cannot add a watch for a subdirectory,
+    which would silently leave that directory unwatched; this records the failure so the
+    watcher can poll that subtree instead. Everything else is delegated unchanged.
+    """
+
+    def __init__(
+        self,
+        fd: Any,
+        on_exhausted: Callable[[bytes], None],
+        on_overflow: Callable[[], None],
+    ) -> None:
+        self._fd = fd
+        self._on_exhausted = on_exhausted
+        self._on_overflow = on_overflow
+        # One tap per watch group (watchdog de-duplicates overflow callbacks by identity).
+        self._taps: weakref.WeakValueDictionary[int, _CallbackTap] = weakref.WeakValueDictionary()
+
+    def add_callback(self, path: bytes, mask: Any, callback: Any, id_: Any) -> Any:
+        tap = self._taps.get(id(callback))
+        if tap is None or tap._inner is not callback:
+            tap = _CallbackTap(callback, self._on_overflow)
+            self._taps[id(callback)] = tap
+        try:
+            return self._fd.add_callback(path, mask, tap, id_)
+        except OSError as exc:
+            if exc.errno in _EXHAUSTED:
+                self._on_exhausted(path)
+            raise
+
+    def remove_callbacks(self, callbacks: Any) -> None:
+        self._fd.remove_callbacks(callbacks)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fd, name)
+
+
+def _native_observer(
+    on_exhausted: Callable[[bytes], None], on_overflow: Callable[[], None]
+) -> tuple[BaseObserver, Any]:
+    """The platform's native observer; on Linux an inotify observer behind _InotifyTap.
+
+    Returns (observer, the real InotifyFD or None). Raises OSError when the kernel has
+    no inotify instance left.
+    """
+    try:
+        from watchdog.observers.inotify import InotifyEmitter
+        from watchdog.observers.inotify_c import InotifyFD
+    except (ImportError, OSError, AttributeError):  # not Linux, or another watchdog layout
+        from watchdog.observers import Observer
+
+        return Observer(), None
+
+    fd = InotifyFD()  # OSError(EMFILE) when the instance limit is reached
+
+    class _TappedInotifyObserver(BaseObserver):
+        # Mirrors watchdog's InotifyObserver, with the tap between emitters and the fd.
+        def __init__(self) -> None:
+            super().__init__(InotifyEmitter, inotify_fd=_InotifyTap(fd, on_exhausted, on_overflow))
+
+        def on_thread_stop(self) -> None:
+            super().on_thread_stop()
+            fd.stop()
+            with contextlib.suppress(RuntimeError):
+                fd.join(timeout=5)
+
+    fd.start()
+    return _TappedInotifyObserver(), fd
+
+
+@dataclass
+class _Unit:
+    """One scheduled watch: the root (non-recursive) or a top-level directory."""
+
+    observer: BaseObserver
+    watch: ObservedWatch
+    polling: bool
+    inode: tuple[int, int] | None
+
+
+class Watcher:
+    """Keeps one CodeIndex following its root's working tree (see the module docstring).
+
+    ``on_update(event)`` is called from the worker thread after each applied update with a
+    JSON-safe dict (``event``: "update"/"reconcile", ``paths`` (at most 100),
+    ``path_count``, added/updated/deleted/unchanged, ``chunks_embedded``,
+    ``chunks_reused``, ``seconds``, ``lag_seconds``, ``at``); exceptions it raises are
+    logged and ignored. ``progress`` is passed to every ``CodeIndex.index`` call (its
+    methods run while the writer lock is held). ``poll_interval`` is the polling
+    observer's interval in seconds (fallback / ``use_polling``).
+    """
+
+    def __init__(
+        self,
+        code_index: CodeIndex,
+        *,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+        use_polling: bool = False,
+        progress: Progress | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.ci = code_index
+        self.settings = code_index.settings
+        self._on_update = on_update
+        self._use_polling = use_polling
+        self._progress = progress
+        self._poll_interval = poll_interval
+        self._root = str(self.settings.root)
+        self._root_prefix = self._root.rstrip(os.sep) + os.sep
+        self._limit = max(1, int(self.settings.event_queue_limit))
+        self._debounce = self.settings.debounce_ms / 1000.0
+        self._max_delay = max(self._debounce, self.settings.max_debounce_ms / 1000.0)
+
+        self._handler = _Handler(self)
+        # One matcher for event filtering, polling and scans (IgnoreMatcher is not
+        # thread-safe, and observer threads, pollers and the worker all use it).
+        self._matcher = discovery.IgnoreMatcher(self.settings)
+        self._matcher_lock = threading.Lock()
+
+        # ---- pending state: guarded by _cond
+        self._cond = threading.Condition()
+        self._pending: dict[str, None] = {}  # insertion-ordered set of relative paths
+        self._gone_dirs: dict[str, None] = {}
+        self._scan_dirs: dict[str, None] = {}
+        self._reconcile: str | None = None
+        self._rescope = False
+        self._unit_changes: dict[str, bool] = {}
+        self._all_units = False
+        self._fallback_units: set[str] = set()
+        self._first_at: float | None = None
+        self._last_at: float | None = None
+        self._urgent = False
+        self._not_before = 0.0  # error backoff
+        self._busy = False
+        self._batch_first_at: float | None = None
+        self._waiting_for_lock: str | None = None
+        self._running = False
+        self._stop_requested = False
+        self._closing = False  # observers are being stopped: no more (un)scheduling
+        self._abort = threading.Event()  # stop(flush=False): interrupt the pipeline too
+        # ---- statistics
+        self._started_at: float | None = None
+        self._updates_applied = 0
+        self._reconciles = 0
+        self._overflows = 0
+        self._events_seen = 0
+        self._events_ignored = 0
+        self._last_update_at: float | None = None
+        self._last_update: dict[str, Any] | None = None
+        self._last_error: str | None = None
+        self._published_at = 0.0
+        self._published_pending = 0
+
+        # ---- observers: touched by start/stop and the worker only, under _units_lock
+        self._units_lock = threading.Lock()
+        self._units: dict[str, _Unit] = {}
+        self._polling: dict[str, str] = {}  # unit -> why it is polled
+        self._native: BaseObserver | None = None
+        self._native_fd: Any = None  # watchdog's InotifyFD (tests use it to inject events)
+        self._poller: BaseObserver | None = None
+        self._native_error: str | None = None
+        self._worker: threading.Thread | None = None
+
+    # ================================================================ lifecycle
+    def start(self) -> None:
+        """Schedule the watches, then start the worker, which first runs a reconcile
+        (full ``CodeIndex.index()``) and then applies debounced updates.
+
+        Returns once the watches exist (the reconcile runs in the background; use
+        ``wait_idle``). Raises CodeIndexError if already running.
+        """
+        with self._cond:
+            if self._running or self._worker is not None:
+                raise CodeIndexError("this watcher is already running; stop() it first.")
+            self._running = True
+            self._stop_requested = False
+            self._closing = False
+            self._abort.clear()
+            self._started_at = time.time()
+            # Queued before the watches exist: events from now on are covered by it.
+            self._reconcile = "startup"
+            self._urgent = True
+        self.ci.watcher_status = self.status
+        try:
+            with self._units_lock:
+                self._start_observers()
+                self._sync_units(set(), all_units=True)
+        except BaseException:
+            with self._cond:
+                self._running = False
+            self._stop_observers()
+            raise
+        self._worker = threading.Thread(target=self._run, name="codeindex-watch", daemon=True)
+        self._worker.start()
+        self._publish()
+
+    def stop(self, flush: bool = True) -> None:
+        """Stop watching. ``flush=True`` applies every pending change first (waiting for
+        the writer lock if another process holds it); ``flush=False`` drops pending
+        changes and interrupts an update in flight (the next start's reconcile redoes
+        it). Joins all threads it started. Idempotent."""
+        with self._cond:
+            if not self._running:
+                return
+            self._closing = True
+        # Observers first, so every event they already read lands in the pending set.
+        with self._units_lock:
+            self._stop_observers()
+        with self._cond:
+            self._stop_requested = True
+            if not flush:
+                self._abort.set()
+            self._cond.notify_all()
+        worker = self._worker
+        if worker is not None:
+            worker.join()
+        with self._cond:
+            self._running = False
+            self._worker = None
+            self._cond.notify_all()
+        self._publish()
+
+    def abort(self) -> None:
+        """Make a stop in progress (or the next one) drop pending work and interrupt the
+        update in flight; safe to call from a signal handler."""
+        self._abort.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def __enter__(self) -> Watcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(flush=True)
+
+    # ================================================================ queries
+    def status(self) -> dict[str, Any]:
+        """A JSON-safe snapshot: running, pending (paths/directories queued),
+        reconcile_pending (reason or None), updating, waiting_for_lock, last_update_at,
+        last_update, lag_seconds (age of the oldest change not yet searchable),
+        updates_applied, reconciles, overflows, events_seen, events_ignored, mode,
+        polling_fallback (top-level directories polled, "." for the root), last_error."""
+        with self._cond:
+            now = time.monotonic()
+            oldest = self._first_at if self._has_work() else None
+            if self._busy and self._batch_first_at is not None:
+                oldest = min(oldest or self._batch_first_at, self._batch_first_at)
+            pending = self._pending_count()
+            out: dict[str, Any] = {
+                "running": self._running,
+                "pid": os.getpid(),
+                "root": self._root,
+                "mode": "polling" if self._use_polling or self._native_error else "native",
+                "pending": pending,
+                "reconcile_pending": self._reconcile,
+                "updating": self._busy,
+                "waiting_for_lock": self._waiting_for_lock,
+                "last_update_at": _iso(self._last_update_at),
+                "last_update": self._last_update,
+                "lag_seconds": round(now - oldest, 3) if oldest is not None else 0.0,
+                "oldest_pending_at": (
+                    _iso(time.time() - (now - oldest)) if oldest is not None else None
+                ),
+                "updates_applied": self._updates_applied,
+                "reconciles": self._reconciles,
+                "overflows": self._overflows,
+                "events_seen": self._events_seen,
+                "events_ignored": self._events_ignored,
+                "started_at": _iso(self._started_at),
+                "last_error": self._last_error,
+            }
+        polling = dict(self._polling)  # replaced wholesale by the worker, never mutated
+        out["polling_fallback"] = sorted(u or "." for u in polling)
+        out["polling_reasons"] = {(u or "."): why for u, why in sorted(polling.items())}
+        if self._native_error:
+            out["native_error"] = self._native_error
+        return out
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is pending and no update is in flight; True if so within
+        ``timeout`` seconds. Only events the observer has already delivered count: right
+        after a write, use ``wait_for_update`` or poll the result you expect."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not self._has_work() and not self._busy, timeout=timeout
+            )
+
+    def wait_for_update(self, after: int, timeout: float | None = None) -> bool:
+        """Block until more than ``after`` updates have been applied (see
+        ``status()["updates_applied"]``) or the watcher stopped; True if one was."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._updates_applied > after or not self._running, timeout=timeout
+            )
+            return self._updates_applied > after
+
+    # ================================================================ events
+    def _rel(self, path: str | bytes) -> str | None:
+        p = os.fsdecode(path)
+        if p == self._root:
+            return ""
+        if not p.startswith(self._root_prefix):
+            return None
+        return p[len(self._root_prefix) :].replace(os.sep, "/")
+
+    def _ignored(self, rel: str, is_dir: bool) -> bool:
+        with self._matcher_lock:
+            return self._matcher.is_ignored(rel, is_dir)
+
+    def _on_event(self, event: FileSystemEvent) -> None:
+        """Classify one watchdog event and queue what it means. O(path depth); no I/O
+        beyond ignore files the matcher has not cached yet."""
+        kind = event.event_type
+        if kind in ("opened", "closed_no_write"):
+            return
+        is_dir = event.is_directory
+        if is_dir and kind in ("modified", "attrib", "closed"):
+            return  # a directory's own metadata carries no content
+        with self._cond:
+            self._events_seen += 1
+        roles = [("src", event.src_path)]
+        if kind == "moved" and event.dest_path:
+            roles = [("src", event.src_path), ("dest", event.dest_path)]
+        for role, raw in roles:
+            rel = self._rel(raw)
+            if not rel:
+                continue  # outside the root, or the root itself
+            name = rel.rpartition("/")[2]
+            parent = rel.rpartition("/")[0]
+            if (
+                not is_dir
+                and name in discovery.IGNORE_FILENAMES
+                and not (parent and self._ignored(parent, True))
+            ):
+                self._queue(rescope=True)
+                continue
+            if self._ignored(rel, is_dir):
+                with self._cond:
+                    self._events_ignored += 1
+                continue
+            gone = kind == "deleted" or (kind == "moved" and role == "src")
+            if not is_dir:
+                self._queue(path=rel)
+            elif "/" not in rel:  # a top-level directory: its watch must follow it
+                self._queue(
+                    unit=(rel, gone),
+                    gone_dir=rel if gone else None,
+                    scan_dir=None if gone else rel,
+                )
+            elif gone:
+                # Moved out of the tree or removed: files under it may get no event.
+                self._queue(gone_dir=rel)
+            # A directory created or moved in below a top-level one needs nothing here:
+            # watchdog reports its files (recursive inotify / polling snapshot diff).
+
+    def _queue(
+        self,
+        *,
+        path: str | None = None,
+        gone_dir: str | None = None,
+        scan_dir: str | None = None,
+        unit: tuple[str, bool] | None = None,
+        rescope: bool = False,
+        reconcile: str | None = None,
+        fallback_unit: str | None = None,
+    ) -> None:
+        with self._cond:
+            was_idle = not self._has_work()
+            now = time.monotonic()
+            if unit is not None:
+                name, force = unit
+                self._unit_changes[name] = self._unit_changes.get(name, False) or force
+                if len(self._unit_changes) > self._limit:
+                    self._unit_changes.clear()
+                    self._all_units = True
+            if fallback_unit is not None:
+                self._fallback_units.add(fallback_unit)
+                self._urgent = True
+            if rescope:
+                self._rescope = True
+                reconcile = reconcile or "ignore rules changed"
+            if reconcile is not None and self._reconcile is None:
+                self._reconcile = reconcile
+            if self._reconcile is None:
+                # While a reconcile is queued (not yet started) it covers every path.
+                if path is not None:
+                    self._pending[path] = None
+                if gone_dir is not None:
+                    self._gone_dirs[gone_dir] = None
+                if scan_dir is not None:
+                    self._scan_dirs[scan_dir] = None
+                if self._pending_count() > self._limit:
+                    self._overflows += 1
+                    self._reconcile = f"event queue overflow (more than {self._limit} changes)"
+                    self._pending.clear()
+                    self._gone_dirs.clear()
+                    self._scan_dirs.clear()
+            else:
+                self._pending.clear()
+                self._gone_dirs.clear()
+                self._scan_dirs.clear()
+            if self._first_at is None:
+                self._first_at = now
+            self._last_at = now
+            if was_idle or self._urgent:
+                self._cond.notify_all()
+
+    def _on_watch_limit(self, path: bytes) -> None:
+        """From the inotify tap (any thread): a watch could not be added under ``path``."""
+        rel = self._rel(path)
+        if rel is None:
+            return
+        log.warning("watch: inotify watch limit reached at %s", os.fsdecode(path))
+        self._queue(fallback_unit=rel.partition("/")[0])
+
+    def _on_kernel_overflow(self) -> None:
+        log.warning("watch: the kernel's inotify event queue overflowed; reconciling")
+        self._queue(reconcile="inotify event queue overflowed (events were lost)")
+
+    # ================================================================ observers
+    def _start_observers(self) -> None:
+        if self._use_polling:
+            return
+        try:
+            self._native, self._native_fd = _native_observer(
+                self._on_watch_limit, self._on_kernel_overflow
+            )
+            self._native.start()
+        except OSError as exc:
+            self._native, self._native_fd = None, None
+            self._native_error = f"native file watching unavailable ({exc}); polling"
+            log.warning("watch: %s", self._native_error)
+
+    def _ensure_poller(self) -> BaseObserver:
+        if self._poller is None:
+            self._poller = PollingObserverVFS(
+                os.lstat, self._poll_listdir, polling_interval=self._poll_interval
+            )
+            self._poller.start()
+        return self._poller
+
+    def _poll_listdir(self, path: str | None) -> Any:
+        """os.scandir for the polling observer, with ignored entries pruned so polling
+        never walks node_modules and friends."""
+        base = self._rel(path or self._root) or ""
+        kept = []
+        with os.scandir(path) as it:
+            for entry in it:
+                rel = f"{base}/{entry.name}" if base else entry.name
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                if not self._ignored(rel, is_dir):
+                    kept.append(entry)
+        return iter(kept)
+
+    def _stop_observers(self) -> None:
+        for obs in (self._native, self._poller):
+            if obs is None:
+                continue
+            with contextlib.suppress(Exception):
+                obs.stop()
+            with contextlib.suppress(RuntimeError):
+                obs.join(timeout=10)
+        self._native = self._poller = None
+        self._native_fd = None
+        self._units.clear()
+
+    def _unit_wanted(self, name: str) -> tuple[bool, tuple[int, int] | None]:
+        if name == _ROOT_UNIT:
+            return True, None
+        try:
+            st = os.lstat(os.path.join(self._root, name))
+        except OSError:
+            return False, None
+        if not stat.S_ISDIR(st.st_mode) or self._ignored(name, True):
+            return False, None
+        return True, (st.st_dev, st.st_ino)
+
+    def _sync_units(self, changes: dict[str, bool] | set[str], all_units: bool) -> list[str]:
+        """(Un)schedule watches so that exactly the root and the non-ignored top-level
+        directories are watched. Returns top-level directories newly watched (to scan).
+        Call with _units_lock held and never with _cond held (observer locks)."""
+        if self._stopping():
+            return []
+        names = dict.fromkeys(changes, False) if isinstance(changes, set) else dict(changes)
+        if all_units:
+            names.setdefault(_ROOT_UNIT, False)
+            with contextlib.suppress(OSError), os.scandir(self._root) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        names.setdefault(entry.name, False)
+            for name in list(self._units):
+                names.setdefault(name, False)
+        added = []
+        for name, force in sorted(names.items()):
+            want, inode = self._unit_wanted(name)
+            have = self._units.get(name)
+            if have is not None and (force or not want or have.inode != inode):
+                self._unwatch(name)
+                have = None
+            if want and have is None:
+                self._watch(name, inode)
+                if name != _ROOT_UNIT:
+                    added.append(name)
+        return added
+
+    def _watch(self, name: str, inode: tuple[int, int] | None) -> None:
+        path = os.path.join(self._root, name) if name else self._root
+        recursive = name != _ROOT_UNIT
+        if self._native is not None and name not in self._polling:
+            with self._cond:
+                self._fallback_units.discard(name)
+            try:
+                watch = self._native.schedule(
+                    self._handler, path, recursive=recursive, event_filter=_EVENT_FILTER
+                )
+            except OSError as exc:
+                if exc.errno not in _EXHAUSTED:
+                    if not os.path.isdir(path):
+                        return  # vanished meanwhile; its parent's event will follow
+                    raise
+                self._mark_polling(name, f"inotify: {exc.strerror or exc}")
+            else:
+                with self._cond:
+                    hit = name in self._fallback_units
+                    self._fallback_units.discard(name)
+                if not hit:
+                    self._units[name] = _Unit(self._native, watch, False, inode)
+                    return
+                # Some subdirectory could not get a watch: poll the whole subtree.
+                with contextlib.suppress(Exception):
+                    self._native.unschedule(watch)
+                self._mark_polling(name, "inotify watch limit reached")
+        try:
+            watch = self._ensure_poller().schedule(
+                self._handler, path, recursive=recursive, event_filter=_EVENT_FILTER
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        self._units[name] = _Unit(self._poller, watch, True, inode)  # type: ignore[arg-type]
+
+    def _mark_polling(self, name: str, why: str) -> None:
+        log.warning("watch: polling %s instead of native events (%s)", name or ".", why)
+        self._polling = {**self._polling, name: why}
+
+    def _unwatch(self, name: str) -> None:
+        unit = self._units.pop(name, None)
+        if unit is None:
+            return
+        with contextlib.suppress(Exception):  # its emitter may already have stopped itself
+            unit.observer.unschedule(unit.watch)
+        if name in self._polling and name != _ROOT_UNIT:
+            self._polling = {k: v for k, v in self._polling.items() if k != name}
+
+    def _fall_back(self, names: set[str]) -> list[str]:
+        """Replace the native watches of ``names`` by polling ones; returns the units
+        to rescan (changes may have been missed while they were unwatched)."""
+        if self._stopping():
+            return []
+        rescan = []
+        for name in sorted(names):
+            unit = self._units.get(name)
+            if unit is None or unit.polling:
+                continue
+            self._unwatch(name)
+            self._mark_polling(name, "inotify watch limit reached")
+            self._watch(name, unit.inode)
+            rescan.append(name)
+        return rescan
+
+    def _stopping(self) -> bool:
+        with self._cond:
+            return self._closing or self._stop_requested or not self._running
+
+    # ================================================================ worker
+    def _has_work(self) -> bool:
+        return bool(
+            self._pending
+            or self._gone_dirs
+            or self._scan_dirs
+            or self._reconcile
+            or self._rescope
+            or self._unit_changes
+            or self._all_units
+            or self._fallback_units
+        )
+
+    def _pending_count(self) -> int:
+        return len(self._pending) + len(self._gone_dirs) + len(self._scan_dirs)
+
+    def _due(self, now: float) -> float:
+        if self._stop_requested or self._urgent:
+            return now
+        last = self._last_at if self._last_at is not None else now
+        first = self._first_at if self._first_at is not None else now
+        return max(min(last + self._debounce, first + self._max_delay), self._not_before)
+
+    def _take(self) -> _Batch | None | str:
+        """Wait for the next batch (holding _cond). None: exit. "publish": the pending
+        count changed and watcher.json is due for a rewrite."""
+        while True:
+            if self._stop_requested and (self._abort.is_set() or not self._has_work()):
+                return None
+            if not self._has_work():
+                self._cond.wait()
+                continue
+            now = time.monotonic()
+            due = self._due(now)
+            if now >= due:
+                break
+            timeout = due - now
+            if self._pending_count() != self._published_pending:
+                publish_in = self._published_at + _PUBLISH_EVERY_S - now
+                if publish_in <= 0:
+                    return "publish"
+                timeout = min(timeout, publish_in)
+            self._cond.wait(timeout)
+        batch = _Batch(
+            paths=list(self._pending),
+            gone_dirs=list(self._gone_dirs),
+            scan_dirs=list(self._scan_dirs),
+            reconcile=self._reconcile,
+            rescope=self._rescope,
+            units=dict(self._unit_changes),
+            all_units=self._all_units,
+            fallback_units=set(self._fallback_units),
+            first_at=self._first_at,
+        )
+        self._pending.clear()
+        self._gone_dirs.clear()
+        self._scan_dirs.clear()
+        self._reconcile = None
+        self._rescope = False
+        self._unit_changes.clear()
+        self._all_units = False
+        self._fallback_units.clear()
+        self._first_at = self._last_at = None
+        self._urgent = False
+        self._busy = True
+        self._batch_first_at = batch.first_at
+        return batch
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            with self._cond:
+                batch = self._take()
+            if batch is None:
+                return
+            if batch == "publish":
+                self._publish()
+                continue
+            assert isinstance(batch, _Batch)
+            try:
+                self._apply(batch)
+                backoff = 0.0
+            except Exception as exc:
+                log.exception("watch: update failed")
+                with self._cond:
+                    self._last_error = f"{type(exc).__name__}: {exc}"
+                    if not self._stop_requested:
+                        # Redo the lost batch as a reconcile, after a growing pause.
+                        backoff = min(_MAX_BACKOFF_S, max(1.0, backoff * 2))
+                        self._not_before = time.monotonic() + backoff
+                        if self._reconcile is None:
+                            self._reconcile = "retry after an error"
+                        if self._first_at is None:
+                            self._first_at = self._last_at = time.monotonic()
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._batch_first_at = None
+                    self._waiting_for_lock = None
+                    self._cond.notify_all()
+            self._publish()  # at most once per applied batch
+
+    def _apply(self, batch: _Batch) -> None:
+        if batch.rescope:
+            with self._matcher_lock:
+                self._matcher.invalidate()
+        scan = list(batch.scan_dirs)
+        if batch.units or batch.all_units or batch.rescope or batch.fallback_units:
+            with self._units_lock:
+                scan += self._sync_units(batch.units, all_units=batch.all_units or batch.rescope)
+                scan += self._fall_back(batch.fallback_units)
+        reason = batch.reconcile
+        paths: list[str] | None = None
+        if reason is None:
+            paths = self._expand(batch.paths, batch.gone_dirs, scan)
+            if paths is None:
+                with self._cond:
+                    self._overflows += 1
+                reason = f"directory changes touch more than {self._limit} files"
+        if paths is not None and not paths:
+            return
+        if reason is None and paths is not None:
+            root = self.settings.root
+            present = [p for p in paths if os.path.lexists(root / p)]
+            gone = [p for p in paths if not os.path.lexists(root / p)]
+            # Existing paths first: a moved file's new path is written (reusing the
+            # vectors of its old chunks, which still exist) before the old path goes.
+            paths = sorted(present) + sorted(gone)
+        try:
+            report = self._index(paths)
+        except PathOutsideRootError:
+            # A changed path resolves (through a symlink) outside the root; only the
+            # full walk records such links the way `codeindex index` does.
+            reason = "a changed path resolves outside the root"
+            paths = None
+            report = self._index(None)
+        if report is None or report.interrupted:
+            return
+        self._record(report, paths, reason, batch.first_at)
+
+    def _index(self, paths: list[str] | None) -> IndexReport | None:
+        """One CodeIndex.index call, retried while another process holds the writer
+        lock (never blocking on it, so stop(flush=False) can interrupt the wait)."""
+        announced = False
+        while True:
+            try:
+                return self.ci.index(paths, progress=self._progress, stop=self._abort, wait=False)
+            except LockBusyError as exc:
+                msg = str(exc).split(";")[0]
+                if not announced:
+                    announced = True
+                    log.warning("watch: %s; waiting for it to finish…", msg)
+                    with self._cond:
+                        self._waiting_for_lock = msg
+                    self._publish()
+                with self._cond:
+                    if self._abort.is_set():
+                        return None
+                    self._cond.wait(_LOCK_RETRY_S)
+                    if self._abort.is_set():
+                        return None
+
+    def _expand(
+        self, paths: list[str], gone_dirs: list[str], scan_dirs: list[str]
+    ) -> list[str] | None:
+        """The batch as file paths; None when it exceeds event_queue_limit (reconcile)."""
+        out = dict.fromkeys(paths)
+        # Only the outermost of nested directories needs expanding.
+        for rel_dir in _outermost(gone_dirs):
+            found = self._indexed_under(rel_dir)
+            if found is None:
+                return None
+            out.update(dict.fromkeys(found))
+            if len(out) > self._limit:
+                return None
+        for rel_dir in _outermost(scan_dirs):
+            found = self._files_under(rel_dir, self._limit - len(out))
+            if found is None:
+                return None
+            out.update(dict.fromkeys(found))
+            if len(out) > self._limit:
+                return None
+        return list(out)
+
+    def _indexed_under(self, rel_dir: str) -> list[str] | None:
+        """Paths the index holds (indexed or skipped) under ``rel_dir``."""
+        prefix = rel_dir + "/"
+        found: list[str] = []
+        for skipped in (False, True):
+            cursor = ""
+            while True:
+                try:
+                    res = self.ci.list_files(
+                        page_size=500, cursor=cursor, glob=f"{rel_dir}/**", skipped=skipped
+                    )
+                except IndexMissingError:
+                    return found
+                except BadCursorError:
+                    return None  # the index moved on under us: let a reconcile decide
+                found.extend(f["path"] for f in res["files"] if f["path"].startswith(prefix))
+                if len(found) > self._limit:
+                    return None
+                cursor = res["next_cursor"] or ""
+                if not cursor:
+                    break
+        return found
+
+    def _files_under(self, rel_dir: str, budget: int) -> list[str] | None:
+        """Files on disk under ``rel_dir``, ignored subtrees pruned (symlinked
+        directories are not entered). None when more than ``budget``."""
+        found: list[str] = []
+        stack = [rel_dir]
+        while stack:
+            d = stack.pop()
+            try:
+                it = os.scandir(os.path.join(self._root, d))
+            except OSError:
+                continue
+            with it:
+                for entry in it:
+                    rel = f"{d}/{entry.name}"
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        is_dir = False
+                    if self._ignored(rel, is_dir):
+                        continue
+                    if is_dir:
+                        stack.append(rel)
+                        continue
+                    found.append(rel)
+                    if len(found) > budget:
+                        return None
+        return found
+
+    def _record(
+        self,
+        report: IndexReport,
+        paths: list[str] | None,
+        reason: str | None,
+        first_at: float | None,
+    ) -> None:
+        now = time.time()
+        lag = time.monotonic() - first_at if first_at is not None else None
+        event: dict[str, Any] = {
+            "event": "reconcile" if paths is None else "update",
+            "at": _iso(now),
+            "paths": (paths or [])[:_MAX_EVENT_PATHS],
+            "path_count": len(paths) if paths is not None else None,
+            "added": report.added,
+            "updated": report.updated,
+            "deleted": report.deleted,
+            "unchanged": report.unchanged,
+            "failed": len(report.failed),
+            "chunks_embedded": report.chunks_embedded,
+            "chunks_reused": report.chunks_reused,
+            "seconds": round(report.seconds, 3),
+            "lag_seconds": round(lag, 3) if lag is not None else None,
+        }
+        if paths is None:
+            event["reason"] = reason
+        with self._cond:
+            self._updates_applied += 1
+            if paths is None:
+                self._reconciles += 1
+            self._last_update_at = now
+            self._last_update = {k: v for k, v in event.items() if k != "paths"}
+            self._last_error = None
+            self._cond.notify_all()
+        if self._on_update is not None:
+            try:
+                self._on_update(event)
+            except Exception:
+                log.exception("watch: on_update callback failed")
+
+    # ================================================================ publishing
+    def _publish(self) -> None:
+        """Write status() to watcher.json (atomically) for other processes. Called on
+        start/stop, once per applied batch, when waiting for the lock, and (throttled to
+        _PUBLISH_EVERY_S by _take) when the pending count changes."""
+        now = time.monotonic()
+        state = self.status()
+        with self._cond:
+            self._published_at = now
+            self._published_pending = self._pending_count()
+        try:
+            runstate.write_state(self.settings.index_dir, runstate.WATCHER_FILE, state)
+        except OSError as exc:
+            log.debug("watch: cannot write %s: %s", runstate.WATCHER_FILE, exc)
+
+
+def _outermost(dirs: list[str]) -> list[str]:
+    """Drop directories nested in another one of the list."""
+    out: list[str] = []
+    for d in sorted(set(dirs)):
+        if not out or not (d == out[-1] or d.startswith(out[-1] + "/")):
+            out.append(d)
+    return out
+
+
+# ==================================================================== CLI
+def run_watch_cli(args: Any) -> int:
+    """``codeindex watch [PATH]``: reconcile, then follow the tree until Ctrl-C.
+
+    The first Ctrl-C (or SIGTERM) stops cleanly after applying pending changes (exit 0);
+    a second one abandons them (exit 130; the next start's reconcile redoes them).
+    ``--json`` prints one JSON line per applied update on stdout; otherwise one line of
+    text. Messages go to stderr.
+    """
+    from codeindex.config import load_settings
+
+    settings = load_settings(
+        args.path,
+        index_dir=getattr(args, "index_dir", None),
+        debounce_ms=getattr(args, "debounce_ms", None),
+    )
+    ci = CodeIndex(settings, long_lived=True)
+    as_json = bool(getattr(args, "json", False))
+
+    def on_update(event: dict[str, Any]) -> None:
+        if as_json:
+            line = json.dumps(event, default=str)
+        elif event["event"] == "reconcile":
+            line = (
+                f"{event['at']} reconciled ({event['reason']}): {event['added']} added, "
+                f"{event['updated']} updated, {event['deleted']} deleted; "
+                f"{event['chunks_embedded']} chunks embedded, {event['chunks_reused']} reused "
+                f"in {event['seconds']:.2f}s"
+            )
+        else:
+            shown = ", ".join(event["paths"][:3])
+            more = event["path_count"] - min(3, event["path_count"])
+            line = (
+                f"{event['at']} {shown}{f' (+{more} more)' if more else ''}: "
+                f"{event['chunks_embedded']} chunks embedded, {event['chunks_reused']} reused "
+                f"in {event['seconds']:.2f}s, lag {event['lag_seconds']:.2f}s"
+            )
+        with contextlib.suppress(BrokenPipeError):
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    other = runstate.watcher_state(settings.index_dir)
+    if other.get("running") and other.get("pid") != os.getpid():
+        sys.stderr.write(
+            f"codeindex: note: another watcher (pid {other.get('pid')}) is already "
+            "keeping this index fresh; both will apply updates.\n"
+        )
+    watcher = Watcher(ci, on_update=on_update, use_polling=bool(getattr(args, "polling", False)))
+    stop = threading.Event()
+    interrupts = [0]
+
+    def on_signal(signum: int, frame: Any) -> None:
+        interrupts[0] += 1
+        if interrupts[0] == 1:
+            stop.set()
+            sys.stderr.write("\ncodeindex: stopping after pending changes (Ctrl-C to abandon)\n")
+        else:
+            watcher.abort()
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        watcher.start()
+        st = watcher.status()
+        extra = f"; polling {', '.join(st['polling_fallback'])}" if st["polling_fallback"] else ""
+        sys.stderr.write(
+            f"codeindex: watching {settings.root} ({st['mode']}{extra}); Ctrl-C to stop\n"
+        )
+        while not stop.wait(3600):
+            pass
+        watcher.stop(flush=True)
+    finally:
+        if watcher.status()["running"]:
+            watcher.stop(flush=False)
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    return 130 if interrupts[0] > 1 else 0
