@@ -77,13 +77,22 @@ class RssSampler:
         return max((r for _, r in self.samples), default=0)
 
 
-def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float | None = None,
-            sample: bool = True) -> tuple[subprocess.CompletedProcess, RssSampler | None, float]:
+def run_cli(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    sample: bool = True,
+) -> tuple[subprocess.CompletedProcess, RssSampler | None, float]:
     """Run ``python -m codeindex ARGS``; returns (result, sampler, wall seconds)."""
     full_env = {**os.environ, **(env or {})}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "codeindex", *args], env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "codeindex", *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     sampler = RssSampler(proc.pid).start() if sample else None
     try:
         out, err = proc.communicate(timeout=timeout)

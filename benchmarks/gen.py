@@ -5,10 +5,42 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-_VERBS = ["load", "parse", "validate", "render", "compute", "fetch", "store", "merge",
-          "encode", "decode", "schedule", "retry", "cache", "index", "search", "refresh"]
-_NOUNS = ["config", "token", "user", "session", "record", "invoice", "packet", "query",
-          "report", "matrix", "graph", "buffer", "request", "response", "ledger", "image"]
+_VERBS = [
+    "load",
+    "parse",
+    "validate",
+    "render",
+    "compute",
+    "fetch",
+    "store",
+    "merge",
+    "encode",
+    "decode",
+    "schedule",
+    "retry",
+    "cache",
+    "index",
+    "search",
+    "refresh",
+]
+_NOUNS = [
+    "config",
+    "token",
+    "user",
+    "session",
+    "record",
+    "invoice",
+    "packet",
+    "query",
+    "report",
+    "matrix",
+    "graph",
+    "buffer",
+    "request",
+    "response",
+    "ledger",
+    "image",
+]
 
 
 def _name(rng: random.Random) -> tuple[str, str]:

@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_OK
+    from codeindex.memory import tune_allocator
+
+    tune_allocator()  # before LanceDB/torch start their threads
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"

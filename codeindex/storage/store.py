@@ -28,6 +28,7 @@ import pyarrow as pa
 from lancedb.index import FTS, BTree
 
 from codeindex.errors import BadCursorError, CodeIndexError
+from codeindex.memory import trim
 from codeindex.storage.schema import (
     CHUNKS,
     FILES,
@@ -382,7 +383,7 @@ class Store:
         names = {ix.name for ix in self.chunks.list_indices()}
         if "search_text_idx" not in names:
             self.chunks.create_index("search_text", config=FTS(), name="search_text_idx")
-        for col in ("path", "content_hash"):
+        for col in ("id", "path", "content_hash"):  # id: merge_insert joins use it
             if f"{col}_idx" not in names:
                 self.chunks.create_index(col, config=BTree(), name=f"{col}_idx")
         if self.files.count_rows() and "path_idx" not in {
@@ -399,6 +400,7 @@ class Store:
             warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)")
             for table in (self.chunks, self.files, self.meta):
                 table.optimize(cleanup_older_than=keep)
+        trim()  # compaction frees a lot; hand it back to the OS
 
     def optimize_meta(self, retention_seconds: float) -> None:
         """Compact the tiny meta table (written on every run) so its versions stay few."""
