@@ -169,7 +169,13 @@ class SentenceTransformerEmbedder:
             device = self.device_setting
             if device == "auto":
                 device = "cuda" if torch.cuda.is_available() else "cpu"
-            self._model = SentenceTransformer(str(self.path), device=device)
+            model = SentenceTransformer(str(self.path), device=device)
+            if device.startswith("cuda"):
+                # fp16 halves activation memory; MiniLM's normalised embeddings are
+                # stable in half precision. Batches are sized from device memory.
+                model = model.half()
+                self.governor.device = device
+            self._model = model
             self.loads += 1
             log.info(
                 "model %s loaded on %s in %.1fs", self.model_id, device, time.perf_counter() - t0
@@ -234,6 +240,47 @@ class SentenceTransformerEmbedder:
                 show_progress_bar=False,
             )
         return np.asarray(vecs, dtype=np.float32)
+
+
+class IdleUnloader:
+    """Unloads a model after ``minutes`` without use (long-running modes: watch, MCP);
+    the next embed reloads it. One daemon thread that sleeps on an Event, so it costs
+    nothing while idle and stops at once."""
+
+    def __init__(self, embedder: Embedder, minutes: float) -> None:
+        self.embedder = embedder
+        self.seconds = max(0.0, minutes) * 60
+        self.unloads = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="codeindex-idle", daemon=True)
+
+    def start(self) -> IdleUnloader:
+        if self.seconds > 0 and hasattr(self.embedder, "unload"):
+            self._thread.start()
+        return self
+
+    def check(self) -> bool:
+        """Unload now if idle for long enough; True when it unloaded."""
+        emb = self.embedder
+        if not getattr(emb, "loaded", False):
+            return False
+        if time.monotonic() - getattr(emb, "last_used", 0.0) < self.seconds:
+            return False
+        if emb.unload():  # type: ignore[attr-defined]
+            self.unloads += 1
+            log.info("model unloaded after %.0f s idle", self.seconds)
+            return True
+        return False
+
+    def _run(self) -> None:
+        interval = max(1.0, min(60.0, self.seconds / 4))
+        while not self._stop.wait(interval):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -13,6 +13,7 @@ import os
 import resource
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,12 +144,20 @@ class Governor:
         self.hard = hard
         self._lock = threading.Lock()
         self._ceiling = self.max_batch  # lowered after an out-of-memory error
+        self.device = "cpu"  # set to "cuda" by the embedder: size from device memory
         self.last_batch_size = 0
         self.smallest_batch_size = self.max_batch
         self.oom_retries = 0
+        self.pauses = 0
 
     def headroom_bytes(self) -> int:
-        """Bytes this process may still allocate: min(limit - RSS, available) minus slack."""
+        """Bytes one batch may still allocate: min(limit - RSS, available) minus slack
+        on the CPU; free device memory (``torch.cuda.mem_get_info``) on a GPU."""
+        if self.device.startswith("cuda"):
+            torch = sys.modules.get("torch")
+            if torch is not None:
+                free, _total = torch.cuda.mem_get_info()
+                return int(free * 0.8)
         rss = rss_bytes()
         avail = psutil.virtual_memory().available
         return min(self.limit.bytes - rss, avail) - _SAFETY_BYTES
@@ -172,6 +181,30 @@ class Governor:
             self.last_batch_size = size
             self.smallest_batch_size = min(self.smallest_batch_size, size)
         return size
+
+    def wait_for_room(self, stop, max_wait: float = 30.0, log=None) -> bool:
+        """Above the hard threshold: release caches and pause (up to ``max_wait`` s,
+        or until ``stop`` is set) until memory falls back. Returns True if it paused.
+        The pause is bounded so a limit below the model's own size degrades to slow
+        progress at the minimum batch size instead of a hang."""
+        if self.pressure() != Pressure.HARD:
+            return False
+        if log is not None:
+            log.warning(
+                "memory above the hard threshold (RSS %d MiB of a %d MiB limit); "
+                "pausing intake until it falls",
+                rss_bytes() >> 20,
+                self.limit.bytes >> 20,
+            )
+        release_caches()
+        deadline = time.monotonic() + max_wait
+        while self.pressure() == Pressure.HARD and time.monotonic() < deadline:
+            if stop.wait(0.2):  # wakes at once on Ctrl-C
+                break
+            release_caches()
+        with self._lock:
+            self.pauses += 1
+        return True
 
     def on_oom(self, failed_size: int) -> int:
         """Record an out-of-memory error at ``failed_size``; return the size to retry with

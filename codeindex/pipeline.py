@@ -288,6 +288,7 @@ class Pipeline:
                     break
                 batch.append(item)
                 if len(batch) >= _LOOKUP_BATCH:
+                    self.governor.wait_for_room(self.stop, log=log)  # hard pressure
                     self._classify(batch, q)
                     batch = []
             if batch and not self.stop.is_set():
@@ -561,6 +562,7 @@ class Pipeline:
         pages = 0
         for priority in (0, 1, 2):
             while not self.stop.is_set():
+                self.governor.wait_for_room(self.stop, log=log)
                 page = self.store.pending_chunks(_EMBED_PAGE, priority)
                 if page.num_rows == 0:
                     break

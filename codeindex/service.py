@@ -39,6 +39,7 @@ MAX_PAGE_SIZE = 500
 MAX_SEARCH_DEPTH = 1000  # offset + k: deeper pages are refused
 MAX_CODE_LINES = 2000
 MAX_CODE_BYTES = 512 * 1024
+_REOPEN_AFTER_VERSIONS = 16
 
 
 def _iso(ts: float | None) -> str | None:
@@ -83,6 +84,15 @@ class CodeIndex:
 
     def _open_store(self, create: bool = False) -> Store:
         with self._store_lock:
+            if (
+                self._store is not None
+                and self.long_lived
+                and self._store.versions_since_open() > _REOPEN_AFTER_VERSIONS
+            ):
+                # LanceDB's caches keep handles on index files of old versions (one per
+                # version, deleted files included): a long-lived reader that follows
+                # many versions reopens so descriptors and memory stay flat.
+                self._store = None
             if self._store is None:
                 if not create and not index_exists(self.settings.index_dir):
                     raise IndexMissingError(
@@ -144,22 +154,40 @@ class CodeIndex:
         wait: bool = True,
         on_wait: Callable[[str], None] | None = None,
         embed: bool = True,
+        compact: bool = True,
     ) -> IndexReport:
         """Build or update the index (whole root, or just ``paths``).
 
         Takes the writer lock (waits, or raises LockBusyError when ``wait`` is
         False). An index built with other settings is rebuilt from scratch.
+        ``compact=False`` skips the closing optimize() (the watcher's small updates:
+        compaction rewrites the chunks table and would dominate save-to-searchable
+        latency); the caller must call ``compact()`` later. New rows are searchable
+        either way.
         """
         with self._write_guard:
             self.lock.acquire(wait=wait, on_wait=on_wait)
             try:
-                return self._index_locked(paths, progress, stop, embed)
+                return self._index_locked(paths, progress, stop, embed, compact)
+            finally:
+                self.lock.release()
+
+    def compact(self, *, wait: bool = False) -> bool:
+        """Compact the tables and drop old versions (what index() does at its end).
+        Takes the writer lock; returns False when the index does not exist."""
+        with self._write_guard:
+            self.lock.acquire(wait=wait)
+            try:
+                if not index_exists(self.settings.index_dir):
+                    return False
+                self._open_store().optimize(self.settings.version_retention_seconds)
+                return True
             finally:
                 self.lock.release()
 
     update = index
 
-    def _index_locked(self, paths, progress, stop, embed) -> IndexReport:
+    def _index_locked(self, paths, progress, stop, embed, compact=True) -> IndexReport:
         if index_exists(self.settings.index_dir):
             ok, why = self.compatibility()
             if not ok:
@@ -167,6 +195,9 @@ class CodeIndex:
                 self._drop_index()
                 paths = None
         store = self._open_store(create=True)
+        previous = store.read_meta().get("run_state")
+        # Clean when the last run finished (or nothing was ever written).
+        clean = previous == "ready" or (previous is None and store.count_chunks() == 0)
         store.write_meta(
             {
                 "schema_version": str(SCHEMA_VERSION),
@@ -180,15 +211,23 @@ class CodeIndex:
         )
         tracker = _RunTracker(progress)
         self.current_run = tracker.state
-        pipe = Pipeline(self.settings, store, self.embedder, progress=tracker, stop=stop)
+        pipe = Pipeline(
+            self.settings, store, self.embedder, progress=tracker, stop=stop, clean_start=clean
+        )
+        runstate.clean_stale_temp_files(self.settings.index_dir)
         try:
-            report = pipe.run(paths, embed=embed)
+            report = pipe.run(paths, embed=embed, compact=compact)
         finally:
             self.current_run = None
+        if not clean and not report.interrupted:
+            # A killed run may have left data files no version references.
+            store.optimize(self.settings.version_retention_seconds, delete_unverified=True)
         state = "interrupted" if report.interrupted else "ready"
         store.write_meta({"run_state": state, "last_indexed_at": str(time.time())})
         store.optimize_meta(self.settings.version_retention_seconds)
         self.last_report = report
+        if self.long_lived:
+            self.close()  # drop caches of the versions this run replaced (see _open_store)
         return report
 
     def _drop_index(self) -> None:
@@ -207,11 +246,10 @@ class CodeIndex:
         cursor: str = "",
         semantic: bool = True,
     ) -> dict[str, Any]:
-        """Hybrid search. Returns {query, results[], next_cursor, coverage, semantic}.
+        """Hybrid search. Returns {query, results[], next_cursor, coverage}.
 
         ``semantic=False`` skips embedding the query (full-text side only), so a
-        long-lived server can answer while its model is still loading; ``semantic``
-        in the result says whether the vector side was used."""
+        long-lived server can answer while its model is still loading."""
         query = (query or "").strip()
         if not query:
             raise CodeIndexError("the query is empty; say what code you are looking for.")
@@ -248,7 +286,6 @@ class CodeIndex:
             "results": [self._hit(r) for r in page],
             "next_cursor": next_cursor,
             "coverage": round(with_vec / total, 4) if total else 0.0,
-            "semantic": bool(with_vec and semantic),
         }
 
     @staticmethod

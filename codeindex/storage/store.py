@@ -99,6 +99,7 @@ class Store:
         self.meta = self.db.open_table(META)
         self.files = self.db.open_table(FILES)
         self.chunks = self.db.open_table(CHUNKS)
+        self.opened_version = self.chunks.version
         vec_type = self.chunks.schema.field("vector").type
         stored_dim = getattr(vec_type, "list_size", dimension)
         if stored_dim != dimension:
@@ -168,6 +169,10 @@ class Store:
                 return
             yield from rows.column("path").to_pylist()
             offset += rows.num_rows
+
+    def versions_since_open(self) -> int:
+        """How many chunk-table versions were committed since this Store opened."""
+        return self.chunks.version - self.opened_version
 
     def files_version(self) -> int:
         return self.files.version
@@ -391,15 +396,18 @@ class Store:
         }:
             self.files.create_index("path", config=BTree(), name="path_idx")
 
-    def optimize(self, retention_seconds: float) -> None:
-        """Compact fragments, fold new rows into the indexes, drop old versions."""
+    def optimize(self, retention_seconds: float, delete_unverified: bool = False) -> None:
+        """Compact fragments, fold new rows into the indexes, drop old versions.
+
+        ``delete_unverified`` also removes data files no version references (what a
+        killed writer leaves behind); only safe under the writer lock."""
         self.ensure_indexes()
         keep = timedelta(seconds=max(0.0, retention_seconds))
         with warnings.catch_warnings():
             # Retention 0 is a deliberate setting (tests, single-process use).
             warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)")
             for table in (self.chunks, self.files, self.meta):
-                table.optimize(cleanup_older_than=keep)
+                table.optimize(cleanup_older_than=keep, delete_unverified=delete_unverified)
         trim()  # compaction frees a lot; hand it back to the OS
 
     def optimize_meta(self, retention_seconds: float) -> None:

@@ -1,0 +1,215 @@
+"""Memory discipline: the governor, limits, idle unload, leaks, temp files."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import threading
+import tracemalloc
+from pathlib import Path
+
+import psutil
+import pytest
+
+from codeindex import memory
+from codeindex.config import load_settings
+from codeindex.embedding import FakeEmbedder, IdleUnloader, get_embedder
+from codeindex.memory import Governor, Pressure
+from codeindex.service import CodeIndex
+from tests.conftest import fake_settings
+
+
+def test_limit_sources(tmp_path: Path) -> None:
+    assert memory.resolve_limit(512).bytes == 512 * 2**20
+    assert memory.resolve_limit(512).source == "setting"
+    auto = memory.resolve_limit(0)
+    assert auto.source in {"cgroup", "physical"} and auto.bytes > 0
+    st = CodeIndex(load_settings(tmp_path, env={"CODEINDEX_MEMORY_LIMIT_MB": "700"})).status()
+    assert st["memory"]["limit_bytes"] == 700 * 2**20
+    assert st["memory"]["limit_source"] == "memory_limit_mb (environment)"
+
+
+def test_governor_shrinks_batches_as_room_runs_out() -> None:
+    rss_mb = memory.rss_bytes() // 2**20
+    roomy = Governor(memory_limit_mb=rss_mb + 4096, max_batch=64, batch_budget_mb=4096)
+    tight = Governor(memory_limit_mb=rss_mb + 200, max_batch=64, batch_budget_mb=4096)
+    assert roomy.batch_size(256) == 64
+    small = tight.batch_size(256)
+    assert 1 <= small < 16
+    # Shorter sequences fit more per batch.
+    assert tight.batch_size(32) > small
+    # Over the limit: pressure is hard and the batch is the minimum.
+    over = Governor(memory_limit_mb=max(1, rss_mb // 2), max_batch=64)
+    assert over.pressure() == Pressure.HARD and over.batch_size(256) == 1
+
+
+def test_batch_budget_caps_even_with_free_memory() -> None:
+    gov = Governor(memory_limit_mb=0, max_batch=512, batch_budget_mb=64)
+    assert gov.batch_size(256) == (64 * 2**20) // (256 * 48 * 1024)
+
+
+def test_oom_halves_then_gives_up() -> None:
+    gov = Governor(max_batch=64)
+    assert gov.on_oom(64) == 32
+    assert gov.batch_size(16) <= 32  # the ceiling stays lowered
+    assert gov.on_oom(1) == 0
+    assert gov.oom_retries == 2
+
+
+def test_hard_pressure_pause_is_bounded_and_wakes_on_stop() -> None:
+    rss_mb = memory.rss_bytes() // 2**20
+    gov = Governor(memory_limit_mb=max(1, rss_mb // 2))
+    stop = threading.Event()
+    stop.set()  # Ctrl-C already pressed: the pause must end at once
+    assert gov.wait_for_room(stop, max_wait=60) is True
+    assert gov.pauses == 1
+    assert Governor(memory_limit_mb=rss_mb + 4096).wait_for_room(stop) is False
+
+
+_LIMITED_CHILD = r"""
+import json, sys, threading, time, psutil
+from codeindex.memory import tune_allocator, rss_bytes
+tune_allocator()
+from codeindex.config import load_settings
+from codeindex.service import CodeIndex
+limit_mb = int(sys.argv[2])
+settings = load_settings(sys.argv[1], env={}, memory_limit_mb=limit_mb,
+                         embed_memory_mb=2048, max_batch_size=64)
+samples = []
+done = threading.Event()
+def sample():
+    while not done.is_set():
+        samples.append(rss_bytes())
+        done.wait(0.05)
+t = threading.Thread(target=sample, daemon=True); t.start()
+ci = CodeIndex(settings)
+rep = ci.index()
+done.set(); t.join()
+gov = ci.embedder.governor
+print(json.dumps({"max_rss": max(samples), "n": len(samples), "failed": rep.failed,
+                  "embedded": rep.chunks_embedded, "smallest": gov.smallest_batch_size,
+                  "max_batch": gov.max_batch, "coverage": ci.status()["coverage"]}))
+"""
+
+
+@pytest.mark.model
+def test_index_under_a_tight_limit_completes_below_it(tmp_path: Path) -> None:
+    """The real model with a 2 GB batch budget would peak well above 1 GB; under a
+    900 MB limit the governor shrinks batches and sampled RSS stays under it."""
+    root = tmp_path / "tree"
+    for i in range(40):
+        (root / f"d{i % 4}").mkdir(parents=True, exist_ok=True)
+        body = "\n".join(f"    total += item_{j} * {i + j}  # accumulate" for j in range(40))
+        (root / f"d{i % 4}" / f"m{i}.py").write_text(
+            f"def compute_{i}(items):\n    total = 0\n{body}\n    return total\n"
+        )
+    res = subprocess.run(
+        [sys.executable, "-c", _LIMITED_CHILD, str(root), "900"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["coverage"] == 1.0 and not out["failed"]
+    assert out["max_rss"] < 900 * 2**20, out
+    assert out["smallest"] < out["max_batch"], out  # the batch was seen to shrink
+
+
+@pytest.mark.model
+def test_idle_unload_drops_rss_and_reload_gives_identical_results(real_index) -> None:
+    emb = real_index.embedder
+    before = real_index.search("where are JWTs validated", k=5)
+    assert emb.loaded
+    gc.collect()
+    rss_loaded = memory.rss_bytes()
+    unloader = IdleUnloader(emb, minutes=0.0001)  # 6 ms of idleness is enough
+    emb.last_used -= 1.0
+    assert unloader.check() is True and not emb.loaded
+    rss_unloaded = memory.rss_bytes()
+    assert rss_unloaded < rss_loaded - 40 * 2**20, (rss_loaded, rss_unloaded)
+    after = real_index.search("where are JWTs validated", k=5)
+    assert emb.loaded and emb.loads >= 2
+    assert after["results"] == before["results"]
+
+
+def test_idle_unloader_thread_stops_cleanly() -> None:
+    before = threading.active_count()
+    u = IdleUnloader(FakeEmbedder(), minutes=1).start()  # FakeEmbedder: no unload → no thread
+    u.stop()
+    real_like = IdleUnloader(get_embedder(load_settings(".", env={})), minutes=1).start()
+    assert threading.active_count() == before + 1
+    real_like.stop()
+    assert threading.active_count() == before
+
+
+def _traced_growth(fn, warmup: int, cycles: int) -> tuple[int, int, int, int, int]:
+    """Run ``fn`` ``cycles`` times after a warm-up; return (traced growth, fds before,
+    fds after, Python threads before, Python threads after)."""
+    # Trace from the start so one-off growth during warm-up (caches filling, a global
+    # dict resizing) lands in the baseline rather than in the measured cycles.
+    tracemalloc.start()
+    for _ in range(warmup):
+        fn()
+    gc.collect()
+    fds, threads = memory.open_fd_count(), threading.active_count()
+    native = psutil.Process().num_threads()
+    base = tracemalloc.get_traced_memory()[0]
+    for _ in range(cycles):
+        fn()
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    # LanceDB's runtime keeps an elastic pool of blocking-I/O threads that come and go
+    # with load; it is bounded, so allow its slack but not growth per cycle.
+    assert psutil.Process().num_threads() <= native + 8
+    return grown, fds, memory.open_fd_count(), threads, threading.active_count()
+
+
+def test_update_cycles_do_not_leak(sample_repo: Path) -> None:
+    ci = CodeIndex(fake_settings(sample_repo), embedder=FakeEmbedder(), long_lived=True)
+    ci.index()
+    target = sample_repo / "web" / "src" / "csv.js"
+    original = target.read_text()
+    n = [0]
+
+    def cycle() -> None:
+        n[0] += 1
+        target.write_text(original + f"\n// edit {n[0]}\n")
+        rep = ci.update(paths=["web/src/csv.js"])
+        assert rep.updated == 1
+
+    grown, fd0, fd1, th0, th1 = _traced_growth(cycle, warmup=10, cycles=100)
+    assert grown < 1 * 2**20, f"traced Python memory grew {grown} bytes"
+    assert (fd1, th1) == (fd0, th0)
+
+
+def test_searches_do_not_leak(fake_index: CodeIndex) -> None:
+    ci = CodeIndex(fake_index.settings, embedder=fake_index.embedder, long_lived=True)
+    queries = ["validate_jwt", "token bucket", "lru cache", "csv", "password hash"]
+    i = [0]
+
+    def one() -> None:
+        i[0] += 1
+        assert ci.search(queries[i[0] % len(queries)], k=5)["results"]
+
+    grown, fd0, fd1, th0, th1 = _traced_growth(one, warmup=300, cycles=1000)
+    assert grown < 1 * 2**20, f"traced Python memory grew {grown} bytes"
+    assert (fd1, th1) == (fd0, th0)
+
+
+def test_leftover_temp_files_are_cleaned_on_next_run(fake_index: CodeIndex) -> None:
+    index_dir = fake_index.settings.index_dir
+    leftover = index_dir / ".watcher.json.abc123.tmp"
+    leftover.write_text("{}")
+    fake_index.index()
+    assert not leftover.exists()
+    assert not [p for p in index_dir.rglob("*.tmp")]
+    assert not [
+        p
+        for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("codeindex-*")
+        if p.stat().st_uid == os.getuid() and p.is_file()
+    ]
