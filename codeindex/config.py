@@ -18,7 +18,7 @@ from typing import Any
 
 from codeindex.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 INDEX_DIRNAME = ".codeindex"
 
@@ -33,7 +33,7 @@ class Settings:
     model: str = DEFAULT_MODEL  # model id, or a local path to a sentence-transformers model
     device: str = "auto"  # "auto", "cpu", "cuda"
     max_batch_size: int = 64  # upper bound; the memory governor may pick less
-    embed_memory_mb: int = 256  # activation budget of one embedding batch (governor)
+    embed_memory_mb: int = 128  # activation budget of one embedding batch (governor)
     min_batch_size: int = 1
     # --- chunking (enforced in chunking/) ---
     max_chunk_tokens: int = 256  # model window in word pieces (incl. special tokens)

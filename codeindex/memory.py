@@ -132,7 +132,7 @@ class Governor:
         min_batch: int = 1,
         soft: float = 0.80,
         hard: float = 0.92,
-        batch_budget_mb: int = 256,
+        batch_budget_mb: int = 128,
     ) -> None:
         self.limit = resolve_limit(memory_limit_mb)
         # Activations of one batch may use at most this much, however much is free:

@@ -218,7 +218,7 @@ class Pipeline:
         t0 = time.perf_counter()
         writes_before = self.store.writes
         # Nothing to reuse from an index without vectors (first run): skip the lookups.
-        self._reuse = self.store.count_chunks("vector IS NOT NULL") > 0
+        self._reuse = self.store.count_with_vectors() > 0
         try:
             self._ingest(paths)
             if not self.stop.is_set():
@@ -476,6 +476,7 @@ class Pipeline:
                 "priority": pa.array([p for _, p in chunks], pa.int8()),
                 "embed_error": [""] * len(chunks),
                 "vector": pa.array(vectors, type=vec_type),
+                "has_vector": pa.array([v is not None for v in vectors], pa.bool_()),
             },
             schema=self._schema,
         )
@@ -555,7 +556,7 @@ class Pipeline:
 
     # ------------------------------------------------------------- embed
     def _embed_pending(self) -> None:
-        total = self.store.count_chunks("vector IS NULL AND embed_error = ''")
+        total = self.store.count_pending()
         self.progress.phase("embedding", total)
         if total == 0:
             return
@@ -567,6 +568,7 @@ class Pipeline:
                 if page.num_rows == 0:
                     break
                 self._embed_page(page)
+                trim()  # hand the batch's activations back before the next page
                 pages += 1
                 if pages % _OPTIMIZE_EVERY_PAGES == 0:
                     self.store.optimize(self.settings.version_retention_seconds)

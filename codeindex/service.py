@@ -270,7 +270,7 @@ class CodeIndex:
         depth = offset + k + 1
         fetch = min(MAX_SEARCH_DEPTH, max(2 * depth, 30))
         total = store.count_chunks()
-        with_vec = store.count_chunks("vector IS NOT NULL") if total else 0
+        with_vec = store.count_with_vectors() if total else 0
         vector_hits: list[dict[str, Any]] = []
         if with_vec and semantic:
             qvec = self.embedder.embed([query])[0]
@@ -393,7 +393,7 @@ class CodeIndex:
         store = self._open_store()
         meta = store.read_meta()
         total = store.count_chunks()
-        with_vec = store.count_chunks("vector IS NOT NULL") if total else 0
+        with_vec = store.count_with_vectors() if total else 0
         last = float(meta.get("last_indexed_at") or 0) or None
         out.update(
             model=meta.get("model", s.model),

@@ -10,6 +10,9 @@ CHUNKS = "chunks"
 FILES = "files"
 META = "meta"
 
+HAS_VECTOR = "has_vector = true"
+PENDING = "has_vector = false AND embed_error = ''"
+
 
 def chunks_schema(dimension: int) -> pa.Schema:
     return pa.schema(
@@ -27,6 +30,9 @@ def chunks_schema(dimension: int) -> pa.Schema:
             pa.field("content_hash", pa.string()),
             pa.field("priority", pa.int8()),  # 0 source, 1 docs, 2 data/huge: embed order
             pa.field("embed_error", pa.string()),
+            # Mirrors "vector IS NOT NULL": filtering on the vector column itself makes
+            # LanceDB read every vector (memory growing with the table).
+            pa.field("has_vector", pa.bool_()),
             pa.field("vector", pa.list_(pa.float32(), dimension), nullable=True),
         ]
     )

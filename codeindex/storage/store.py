@@ -33,8 +33,10 @@ from codeindex.storage.schema import (
     CHUNKS,
     FILES,
     FILES_SCHEMA,
+    HAS_VECTOR,
     META,
     META_SCHEMA,
+    PENDING,
     chunks_schema,
     sql_in,
     sql_str,
@@ -229,7 +231,7 @@ class Store:
         uniq = list(dict.fromkeys(hashes))
         for i in range(0, len(uniq), _IN_BATCH):
             part = uniq[i : i + _IN_BATCH]
-            where = f"{sql_in('content_hash', part)} AND vector IS NOT NULL"
+            where = f"{sql_in('content_hash', part)} AND {HAS_VECTOR}"
             tbl = (
                 self.chunks.search()
                 .where(where)
@@ -281,7 +283,7 @@ class Store:
 
     def pending_chunks(self, limit: int, priority: int) -> pa.Table:
         """Up to ``limit`` chunks without a vector (and no recorded embed error)."""
-        where = f"vector IS NULL AND embed_error = '' AND priority = {int(priority)}"
+        where = f"{PENDING} AND priority = {int(priority)}"
         return (
             self.chunks.search()
             .where(where)
@@ -300,6 +302,7 @@ class Store:
             {
                 "id": pa.array(list(ids), pa.string()),
                 "vector": pa.FixedSizeListArray.from_arrays(flat, type=vec_type),
+                "has_vector": pa.array([True] * len(ids), pa.bool_()),
             }
         )
         self.chunks.merge_insert("id").when_matched_update_all().execute(data)
@@ -308,6 +311,13 @@ class Store:
         self.writes += 1
         if ids:
             self.chunks.update(where=sql_in("id", list(ids)), values={"embed_error": reason})
+
+    def count_with_vectors(self) -> int:
+        return self.chunks.count_rows(HAS_VECTOR)
+
+    def count_pending(self) -> int:
+        """Chunks still waiting for a vector (embed failures excluded)."""
+        return self.chunks.count_rows(PENDING)
 
     def count_chunks(self, where: str | None = None) -> int:
         return self.chunks.count_rows(where) if where else self.chunks.count_rows()
@@ -325,7 +335,7 @@ class Store:
         """Mean of the stored vectors of chunks overlapping [start, end] of ``path``."""
         where = (
             f"path = {sql_str(path)} AND start_line <= {int(end)} AND end_line >= {int(start)}"
-            " AND vector IS NOT NULL"
+            f" AND {HAS_VECTOR}"
         )
         tbl = self.chunks.search().where(where).select(["vector"]).limit(1000).to_arrow()
         if tbl.num_rows == 0:
@@ -357,7 +367,7 @@ class Store:
 
     # ---------------------------------------------------------------- search
     def vector_search(self, vector: np.ndarray, limit: int, where: str | None) -> list[dict]:
-        clause = "vector IS NOT NULL" + (f" AND ({where})" if where else "")
+        clause = HAS_VECTOR + (f" AND ({where})" if where else "")
         q = (
             self.chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
             .distance_type("cosine")
