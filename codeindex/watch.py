@@ -16,7 +16,9 @@ Contracts:
   no inotify watches and produce no events. Deeper ignored paths are dropped per event,
   before anything is queued. Top-level directories that appear, vanish or move are
   (un)scheduled by the worker, and a new one is scanned for files created before its
-  watch existed.
+  watch existed. watchdog runs a thread per watch, so with more than
+  ``_MAX_DIR_WATCHES`` top-level directories the root becomes one recursive watch
+  (status ``layout: "root"``; kept until restart) and ignored paths are dropped per event.
 * **Native first, polling as a fallback.** The native observer (inotify on Linux) is
   used unless ``use_polling``; when the kernel runs out of inotify watches or instances
   (ENOSPC / EMFILE, "inotify watch limit reached") for a top-level subtree — also while
@@ -30,6 +32,11 @@ Contracts:
   ``CodeIndex.index(paths=...)`` call: existing paths are listed before vanished ones so
   that in a rename/move the new path is written (reusing the stored vectors of identical
   chunks) before the old path's chunks are deleted — a pure move embeds nothing.
+* **Compaction off the critical path.** Updates are applied with ``compact=False``: new
+  rows are searchable at once (unindexed rows are scanned), and compaction, which
+  rewrites the chunks table, runs when the tree has been quiet for
+  ``compact_after_idle`` seconds, after ``_COMPACT_EVERY`` updates in a row, and on a
+  flushing stop — so versions and fragments stay bounded without taxing every save.
 * **Bounded memory.** At most ``settings.event_queue_limit`` paths/directories are
   pending; one more switches to a reconcile of the whole root (which streams) instead of
   dropping changes, and further events are not recorded until that reconcile starts.
@@ -105,6 +112,15 @@ _LOCK_RETRY_S = 0.25  # how often a batch retries while another process writes
 _PUBLISH_EVERY_S = 0.5  # watcher.json is rewritten at most this often (unless forced)
 _MAX_EVENT_PATHS = 100  # paths listed in one on_update event (path_count has the total)
 _MAX_BACKOFF_S = 60.0
+# Small updates skip compaction (it rewrites the chunks table: ~0.3 s at 20k files, most
+# of a save-to-searchable budget). The worker compacts once the tree has been quiet for
+# ``compact_after_idle`` seconds, after this many uncompacted updates in a row, and on a
+# flushing stop, so fragments and old versions stay bounded.
+_COMPACT_EVERY = 25
+# watchdog runs one emitter thread per watch: beyond this many top-level directories the
+# root is watched as ONE recursive watch instead (ignored directories then cost inotify
+# watches and produce events that are dropped one by one, but threads stay few).
+_MAX_DIR_WATCHES = 64
 _ROOT_UNIT = ""  # the root directory itself, watched non-recursively
 # The events asked of the kernel. Not opens, nor closes without a write: indexing opens
 # every file it sniffs, and a reconcile of a big tree would otherwise flood (and overflow)
@@ -145,7 +161,6 @@ class _Batch:
 
     paths: list[str] = field(default_factory=list)
     gone_dirs: list[str] = field(default_factory=list)  # indexed files under them re-checked
-    scan_dirs: list[str] = field(default_factory=list)  # files on disk under them checked
     reconcile: str | None = None  # reason for a full index() pass
     rescope: bool = False  # ignore rules changed: invalidate the matcher first
     units: dict[str, bool] = field(default_factory=dict)  # top-level name -> force re-watch
@@ -277,7 +292,8 @@ class Watcher:
     ``chunks_reused``, ``seconds``, ``lag_seconds``, ``at``); exceptions it raises are
     logged and ignored. ``progress`` is passed to every ``CodeIndex.index`` call (its
     methods run while the writer lock is held). ``poll_interval`` is the polling
-    observer's interval in seconds (fallback / ``use_polling``).
+    observer's interval in seconds (fallback / ``use_polling``); ``compact_after_idle``
+    how long the tree must be quiet before the index is compacted (see _COMPACT_EVERY).
     """
 
     def __init__(
@@ -288,6 +304,7 @@ class Watcher:
         use_polling: bool = False,
         progress: Progress | None = None,
         poll_interval: float = 1.0,
+        compact_after_idle: float = 5.0,
     ) -> None:
         self.ci = code_index
         self.settings = code_index.settings
@@ -295,6 +312,7 @@ class Watcher:
         self._use_polling = use_polling
         self._progress = progress
         self._poll_interval = poll_interval
+        self._compact_after_idle = compact_after_idle
         self._root = str(self.settings.root)
         self._root_prefix = self._root.rstrip(os.sep) + os.sep
         self._limit = max(1, int(self.settings.event_queue_limit))
@@ -311,7 +329,6 @@ class Watcher:
         self._cond = threading.Condition()
         self._pending: dict[str, None] = {}  # insertion-ordered set of relative paths
         self._gone_dirs: dict[str, None] = {}
-        self._scan_dirs: dict[str, None] = {}
         self._reconcile: str | None = None
         self._rescope = False
         self._unit_changes: dict[str, bool] = {}
@@ -323,6 +340,9 @@ class Watcher:
         self._not_before = 0.0  # error backoff
         self._busy = False
         self._batch_first_at: float | None = None
+        self._uncompacted = 0  # updates applied with compact=False since the last compaction
+        self._last_applied_at = 0.0  # monotonic
+        self._compacting = False
         self._waiting_for_lock: str | None = None
         self._running = False
         self._stop_requested = False
@@ -345,6 +365,7 @@ class Watcher:
         self._units_lock = threading.Lock()
         self._units: dict[str, _Unit] = {}
         self._polling: dict[str, str] = {}  # unit -> why it is polled
+        self._root_layout = False  # one recursive watch on the root (see _MAX_DIR_WATCHES)
         self._native: BaseObserver | None = None
         self._native_fd: Any = None  # watchdog's InotifyFD (tests use it to inject events)
         self._poller: BaseObserver | None = None
@@ -371,6 +392,8 @@ class Watcher:
             self._reconcile = "startup"
             self._urgent = True
         self.ci.watcher_status = self.status
+        self._polling, self._native_error = {}, None  # re-decided for this run
+        self._root_layout = False
         try:
             with self._units_lock:
                 self._start_observers()
@@ -442,9 +465,12 @@ class Watcher:
                 "pid": os.getpid(),
                 "root": self._root,
                 "mode": "polling" if self._use_polling or self._native_error else "native",
+                "layout": "root" if self._root_layout else "per-directory",
                 "pending": pending,
                 "reconcile_pending": self._reconcile,
-                "updating": self._busy,
+                "updating": self._busy and not self._compacting,
+                "compacting": self._compacting,
+                "uncompacted_updates": self._uncompacted,
                 "waiting_for_lock": self._waiting_for_lock,
                 "last_update_at": _iso(self._last_update_at),
                 "last_update": self._last_update,
@@ -532,12 +558,10 @@ class Watcher:
             gone = kind == "deleted" or (kind == "moved" and role == "src")
             if not is_dir:
                 self._queue(path=rel)
-            elif "/" not in rel:  # a top-level directory: its watch must follow it
-                self._queue(
-                    unit=(rel, gone),
-                    gone_dir=rel if gone else None,
-                    scan_dir=None if gone else rel,
-                )
+            elif "/" not in rel and not self._root_layout:
+                # A top-level directory: its watch must follow it. A new one is scanned
+                # once watched (see _sync_units): files may predate its watch.
+                self._queue(unit=(rel, gone), gone_dir=rel if gone else None)
             elif gone:
                 # Moved out of the tree or removed: files under it may get no event.
                 self._queue(gone_dir=rel)
@@ -549,7 +573,6 @@ class Watcher:
         *,
         path: str | None = None,
         gone_dir: str | None = None,
-        scan_dir: str | None = None,
         unit: tuple[str, bool] | None = None,
         rescope: bool = False,
         reconcile: str | None = None,
@@ -578,18 +601,14 @@ class Watcher:
                     self._pending[path] = None
                 if gone_dir is not None:
                     self._gone_dirs[gone_dir] = None
-                if scan_dir is not None:
-                    self._scan_dirs[scan_dir] = None
                 if self._pending_count() > self._limit:
                     self._overflows += 1
                     self._reconcile = f"event queue overflow (more than {self._limit} changes)"
                     self._pending.clear()
                     self._gone_dirs.clear()
-                    self._scan_dirs.clear()
             else:
                 self._pending.clear()
                 self._gone_dirs.clear()
-                self._scan_dirs.clear()
             if self._first_at is None:
                 self._first_at = now
             self._last_at = now
@@ -602,7 +621,7 @@ class Watcher:
         if rel is None:
             return
         log.warning("watch: inotify watch limit reached at %s", os.fsdecode(path))
-        self._queue(fallback_unit=rel.partition("/")[0])
+        self._queue(fallback_unit=_ROOT_UNIT if self._root_layout else rel.partition("/")[0])
 
     def _on_kernel_overflow(self) -> None:
         log.warning("watch: the kernel's inotify event queue overflowed; reconciling")
@@ -675,6 +694,10 @@ class Watcher:
         Call with _units_lock held and never with _cond held (observer locks)."""
         if self._stopping():
             return []
+        if self._root_layout:
+            if _ROOT_UNIT not in self._units:
+                self._watch(_ROOT_UNIT, None)
+            return []
         names = dict.fromkeys(changes, False) if isinstance(changes, set) else dict(changes)
         if all_units:
             names.setdefault(_ROOT_UNIT, False)
@@ -684,9 +707,14 @@ class Watcher:
                         names.setdefault(entry.name, False)
             for name in list(self._units):
                 names.setdefault(name, False)
+        decisions = {name: self._unit_wanted(name) for name in names}
+        dirs = {n for n in self._units if n} | {n for n, (w, _) in decisions.items() if w and n}
+        dirs -= {n for n, (w, _) in decisions.items() if not w}
+        if len(dirs) > _MAX_DIR_WATCHES:
+            return self._switch_to_root_layout(len(dirs))
         added = []
         for name, force in sorted(names.items()):
-            want, inode = self._unit_wanted(name)
+            want, inode = decisions[name]
             have = self._units.get(name)
             if have is not None and (force or not want or have.inode != inode):
                 self._unwatch(name)
@@ -697,9 +725,21 @@ class Watcher:
                     added.append(name)
         return added
 
+    def _switch_to_root_layout(self, count: int) -> list[str]:
+        log.info("watch: %d top-level directories; watching the root recursively", count)
+        for name in list(self._units):
+            self._unwatch(name)
+        self._polling = {}
+        self._root_layout = True
+        self._watch(_ROOT_UNIT, None)
+        # Changes while the watches were swapped may be missed (at start this merges
+        # into the startup reconcile).
+        self._queue(reconcile=f"{count} top-level directories: now one recursive watch")
+        return []
+
     def _watch(self, name: str, inode: tuple[int, int] | None) -> None:
         path = os.path.join(self._root, name) if name else self._root
-        recursive = name != _ROOT_UNIT
+        recursive = name != _ROOT_UNIT or self._root_layout
         if self._native is not None and name not in self._polling:
             with self._cond:
                 self._fallback_units.discard(name)
@@ -758,7 +798,10 @@ class Watcher:
             self._unwatch(name)
             self._mark_polling(name, "inotify watch limit reached")
             self._watch(name, unit.inode)
-            rescan.append(name)
+            if name == _ROOT_UNIT:  # the root: rescanning means a reconcile
+                self._queue(reconcile="the root switched to polling")
+            else:
+                rescan.append(name)
         return rescan
 
     def _stopping(self) -> bool:
@@ -770,7 +813,6 @@ class Watcher:
         return bool(
             self._pending
             or self._gone_dirs
-            or self._scan_dirs
             or self._reconcile
             or self._rescope
             or self._unit_changes
@@ -779,7 +821,7 @@ class Watcher:
         )
 
     def _pending_count(self) -> int:
-        return len(self._pending) + len(self._gone_dirs) + len(self._scan_dirs)
+        return len(self._pending) + len(self._gone_dirs)
 
     def _due(self, now: float) -> float:
         if self._stop_requested or self._urgent:
@@ -790,14 +832,24 @@ class Watcher:
 
     def _take(self) -> _Batch | None | str:
         """Wait for the next batch (holding _cond). None: exit. "publish": the pending
-        count changed and watcher.json is due for a rewrite."""
+        count changed and watcher.json is due for a rewrite. "compact": compact now."""
         while True:
-            if self._stop_requested and (self._abort.is_set() or not self._has_work()):
-                return None
-            if not self._has_work():
-                self._cond.wait()
-                continue
             now = time.monotonic()
+            if self._stop_requested and (self._abort.is_set() or not self._has_work()):
+                if self._uncompacted and not self._abort.is_set():
+                    return self._start_compaction()
+                return None
+            if self._uncompacted >= _COMPACT_EVERY:
+                return self._start_compaction()
+            if not self._has_work():
+                if self._uncompacted:
+                    quiet_in = self._last_applied_at + self._compact_after_idle - now
+                    if quiet_in <= 0:
+                        return self._start_compaction()
+                    self._cond.wait(quiet_in)
+                else:
+                    self._cond.wait()
+                continue
             due = self._due(now)
             if now >= due:
                 break
@@ -811,7 +863,6 @@ class Watcher:
         batch = _Batch(
             paths=list(self._pending),
             gone_dirs=list(self._gone_dirs),
-            scan_dirs=list(self._scan_dirs),
             reconcile=self._reconcile,
             rescope=self._rescope,
             units=dict(self._unit_changes),
@@ -821,7 +872,6 @@ class Watcher:
         )
         self._pending.clear()
         self._gone_dirs.clear()
-        self._scan_dirs.clear()
         self._reconcile = None
         self._rescope = False
         self._unit_changes.clear()
@@ -833,6 +883,23 @@ class Watcher:
         self._batch_first_at = batch.first_at
         return batch
 
+    def _start_compaction(self) -> str:
+        self._busy = self._compacting = True
+        return "compact"
+
+    def _compact(self) -> None:
+        try:
+            self.ci.compact(wait=False)
+        except LockBusyError:
+            pass  # another process is writing; its run compacts when it finishes
+        except Exception:
+            log.exception("watch: compaction failed")
+        finally:
+            with self._cond:
+                self._uncompacted = 0  # also after a failure: no retry loop
+                self._busy = self._compacting = False
+                self._cond.notify_all()
+
     def _run(self) -> None:
         backoff = 0.0
         while True:
@@ -842,6 +909,9 @@ class Watcher:
                 return
             if batch == "publish":
                 self._publish()
+                continue
+            if batch == "compact":
+                self._compact()
                 continue
             assert isinstance(batch, _Batch)
             try:
@@ -871,7 +941,7 @@ class Watcher:
         if batch.rescope:
             with self._matcher_lock:
                 self._matcher.invalidate()
-        scan = list(batch.scan_dirs)
+        scan: list[str] = []  # top-level directories newly watched: files may predate it
         if batch.units or batch.all_units or batch.rescope or batch.fallback_units:
             with self._units_lock:
                 scan += self._sync_units(batch.units, all_units=batch.all_units or batch.rescope)
@@ -894,7 +964,7 @@ class Watcher:
             # vectors of its old chunks, which still exist) before the old path goes.
             paths = sorted(present) + sorted(gone)
         try:
-            report = self._index(paths)
+            report = self._index(paths, compact=paths is None)
         except PathOutsideRootError:
             # A changed path resolves (through a symlink) outside the root; only the
             # full walk records such links the way `codeindex index` does.
@@ -905,13 +975,15 @@ class Watcher:
             return
         self._record(report, paths, reason, batch.first_at)
 
-    def _index(self, paths: list[str] | None) -> IndexReport | None:
+    def _index(self, paths: list[str] | None, compact: bool = True) -> IndexReport | None:
         """One CodeIndex.index call, retried while another process holds the writer
         lock (never blocking on it, so stop(flush=False) can interrupt the wait)."""
         announced = False
         while True:
             try:
-                return self.ci.index(paths, progress=self._progress, stop=self._abort, wait=False)
+                return self.ci.index(
+                    paths, progress=self._progress, stop=self._abort, wait=False, compact=compact
+                )
             except LockBusyError as exc:
                 msg = str(exc).split(";")[0]
                 if not announced:
@@ -1028,8 +1100,12 @@ class Watcher:
             event["reason"] = reason
         with self._cond:
             self._updates_applied += 1
+            self._last_applied_at = time.monotonic()
             if paths is None:
                 self._reconciles += 1
+                self._uncompacted = 0  # a reconcile compacts at its end
+            elif report.changed:
+                self._uncompacted += 1
             self._last_update_at = now
             self._last_update = {k: v for k, v in event.items() if k != "paths"}
             self._last_error = None

@@ -12,6 +12,9 @@ import asyncio
 import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -19,11 +22,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
+from codeindex import service
 from codeindex.locking import WriterLock
 from codeindex.mcp.packing import CHARS_PER_TOKEN, ELISION, merge_by_file, pack
 from tests.conftest import copy_fixture
@@ -45,6 +51,7 @@ FIXTURE_FILES = {
 }
 FAKE_ENV = {"CODEINDEX_MODEL": "fake-hash-384", "CODEINDEX_VERSION_RETENTION_SECONDS": "0"}
 CALL_TIMEOUT = 120.0
+SECRETS = ("TOP_SECRET", "hunter2", "fixture-not-a-real-secret")  # never served
 
 
 class McpServerProcess:
@@ -173,6 +180,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, outside: Path) -> Iterator[
     base = tmp_path_factory.mktemp("mcp")
     root = copy_fixture(base / "repo")
     (root / "leak.py").symlink_to(outside)  # a symlink pointing out of the root
+    (root / "debug.log").write_text("password=hunter2\n")  # gitignored (*.log)
     proc = McpServerProcess(root, "--no-watch", env=FAKE_ENV, log=base / "server.stderr")
     try:
         proc.wait_ready()
@@ -210,6 +218,11 @@ def test_tools_have_union_free_schemas_and_truthful_annotations(server: McpServe
         "max_tokens",
     }
     assert tools["reindex"].input_schema["properties"]["paths"]["type"] == "array"
+    # The ranges shown to the model are the ones CodeIndex enforces.
+    k_doc = tools["search_code"].input_schema["properties"]["k"]["description"]
+    assert f"1-{service.MAX_K}" in k_doc
+    size_doc = tools["list_files"].input_schema["properties"]["page_size"]["description"]
+    assert f"1-{service.MAX_PAGE_SIZE}" in size_doc
     assert server.init.server_info.name == "codeindex"
 
 
@@ -349,14 +362,17 @@ def test_get_code_refuses_everything_outside_the_root(server: McpServerProcess, 
         "config/.env": "deny-listed",
         "leak.py": "symlink",
         ".codeindex/writer.lock": "deny-listed",
+        "debug.log": "ignored",
     }
     for path, why in refusals.items():
         res = server.call("get_code", {"path": path, "start_line": 1, "end_line": 1})
         msg = assert_tool_error(res, why)
-        assert "TOP_SECRET" not in msg and "SECRET_KEY" not in msg
-    # The secret content never appears through search either.
-    res = server.ok("search_code", {"query": "TOP_SECRET outside the root", "k": 20})
-    assert all("TOP_SECRET" not in h["snippet"] for h in res["results"])
+        assert not any(secret in msg for secret in SECRETS), msg
+    # Their content never comes back through search either.
+    for query in ("TOP_SECRET outside the root", "password hunter2", "API_SECRET"):
+        res = server.ok("search_code", {"query": query, "k": 20})
+        snippets = " ".join(h["snippet"] for h in res["results"])
+        assert not any(secret in snippets for secret in SECRETS), query
 
 
 # ---------------------------------------------------------------- find_similar
@@ -469,9 +485,15 @@ def test_search_before_any_index_exists_returns_empty_with_a_note(tmp_path: Path
         assert "index" in res["note"]
         files = proc.ok("list_files")
         assert files["files"] == [] and files["total"] == 0 and files["note"]
-        st = proc.ok("index_status")
-        assert st["state"] == "missing"
-        assert st["server"]["background_job"]["phase"] == "waiting for another writer"
+        deadline = time.monotonic() + 60
+        while True:  # the catch-up job starts in the background, then waits for the lock
+            st = proc.ok("index_status")
+            assert st["state"] == "missing"
+            job = st["server"]["background_job"]
+            if job and job["phase"] == "waiting for another writer":
+                break
+            assert time.monotonic() < deadline, st["server"]
+            proc.run(asyncio.sleep(0.02))  # a poll interval, not synchronisation
         assert_tool_error(proc.call("search_code", {"query": "x", "k": 0}), "k must be")
         lock.release()
         proc.wait_ready()
@@ -480,6 +502,61 @@ def test_search_before_any_index_exists_returns_empty_with_a_note(tmp_path: Path
         lock.release()
         proc.close()
     assert not proc.transport_errors
+
+
+# -------------------------------------------------------------------- http
+def test_http_transport_serves_on_loopback_only(tmp_path: Path):
+    root = copy_fixture(tmp_path / "repo")
+    with socket.socket() as sock:  # a free port (tiny race, acceptable in a test)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log_file = tmp_path / "mcp.log"
+    argv = [sys.executable, "-m", "codeindex", "mcp", "--http", "--port", str(port)]
+    argv += ["--root", str(root), "--no-watch", "--log-file", str(log_file)]
+    proc = subprocess.Popen(
+        argv,
+        env={**os.environ, **FAKE_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        server = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60
+        while True:  # poll until the socket listens
+            listening = [c for c in server.net_connections() if c.status == psutil.CONN_LISTEN]
+            if listening:
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)  # a poll interval, not synchronisation
+        assert {(c.laddr.ip, c.laddr.port) for c in listening} == {("127.0.0.1", port)}
+
+        async def use() -> dict[str, Any]:
+            url = f"http://127.0.0.1:{port}/mcp"
+            async with (
+                streamable_http_client(url) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                tools = await session.list_tools()
+                assert {t.name for t in tools.tools} == TOOLS
+                res = await session.call_tool("search_code", {"query": "validate_jwt", "k": 1})
+                assert not res.is_error, text(res)
+                return res.structured_content
+
+        deadline = time.monotonic() + 60
+        while True:  # the first search may land before the index exists: no hits yet
+            out = asyncio.run(use())
+            if out["results"]:
+                break
+            assert time.monotonic() < deadline, out
+        assert out["results"][0]["path"] == "auth/tokens.py"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=30)
+    assert stdout == ""  # HTTP mode writes nothing to stdout either
+    assert "serving MCP on http://127.0.0.1" in log_file.read_text()
 
 
 # --------------------------------------------------------------- real model

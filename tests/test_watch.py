@@ -72,11 +72,10 @@ def hit_paths(reader: CodeIndex, query: str, k: int = 10) -> list[str]:
 
 
 def shows(reader: CodeIndex, path: str, text: str) -> bool:
-    """A search for ``text`` returns ``path`` exactly once, with ``text`` in its snippet
-    (its current content, not merely a similar older version)."""
+    """A search for ``text`` returns exactly one hit of ``path`` whose snippet holds
+    ``text``: its current content (not a similar older version), not duplicated."""
     hits = reader.search(text, k=10)["results"]
-    mine = [h for h in hits if h["path"] == path]
-    return len(mine) == 1 and text in mine[0]["snippet"]
+    return sum(h["path"] == path and text in h["snippet"] for h in hits) == 1
 
 
 def indexed(reader: CodeIndex) -> set[str]:
@@ -327,6 +326,51 @@ def test_top_level_directories_come_and_go(watched: Harness, tmp_path: Path) -> 
     assert snapshot(watched.settings.index_dir) == fresh_snapshot(root, tmp_path)
 
 
+def test_many_top_level_directories_share_one_recursive_watch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from codeindex import watch as watch_module
+
+    monkeypatch.setattr(watch_module, "_MAX_DIR_WATCHES", 3)
+    root = tmp_path / "repo"
+    make_tree(root)  # src/ and docs/: two top-level directories
+    h = Harness(root)
+    w = h.start()
+    try:
+        assert w.status()["layout"] == "per-directory" and len(w._native.emitters) == 3
+        for name in ("alpha", "beta"):  # four directories > 3: switch at run time
+            write(root / name / "m.py", func(f"{name}_module_function"))
+        eventually(
+            w,
+            lambda: (
+                w.status()["layout"] == "root" and {"alpha/m.py", "beta/m.py"} <= indexed(h.reader)
+            ),
+            "the switch to one recursive watch",
+        )
+        assert len(w._native.emitters) == 1  # one watch, one emitter thread
+        write(root / "gamma" / "deep" / "g.py", func("gamma_deep_function"))
+        write(root / "node_modules" / "dep" / "index.js", "module.exports = 1;\n")
+        shutil.move(str(root / "alpha"), str(tmp_path / "alpha-outside"))
+        write(root / "src" / "app.py", func("app_main", "edited under the root watch"))
+        eventually(
+            w,
+            lambda: (
+                "gamma/deep/g.py" in indexed(h.reader)
+                and "alpha/m.py" not in indexed(h.reader)
+                and shows(h.reader, "src/app.py", "edited under the root watch")
+            ),
+            "changes under the recursive root watch",
+        )
+        assert not any("node_modules" in p for p in indexed(h.reader))
+        w.stop()
+        monkeypatch.setattr(watch_module, "_MAX_DIR_WATCHES", 1)
+        w = h.start()  # decided at start too
+        assert w.status()["layout"] == "root" and len(w._native.emitters) == 1
+        assert snapshot(h.settings.index_dir) == fresh_snapshot(root, tmp_path)
+    finally:
+        h.stop()
+
+
 def test_constantly_changing_file_is_indexed_within_max_debounce(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     make_tree(root)
@@ -348,6 +392,32 @@ def test_constantly_changing_file_is_indexed_within_max_debounce(tmp_path: Path)
         assert n > 5  # it really was still changing
     finally:
         h.stop()
+
+
+def test_updates_skip_compaction_until_the_tree_is_quiet(harness: Harness) -> None:
+    w = harness.start(compact_after_idle=3600)
+    index_dir = harness.settings.index_dir
+    versions_at_start = Store(index_dir, 384).version_count()
+    for i in range(3):
+        write(harness.root / "src" / f"probe{i}.py", func(f"compaction_probe_{i}"))
+        eventually(
+            w, lambda i=i: shows(harness.reader, f"src/probe{i}.py", f"compaction_probe_{i}"), "u"
+        )
+    st = w.status()
+    assert st["uncompacted_updates"] >= 1 and st["compacting"] is False
+    assert Store(index_dir, 384).version_count() > versions_at_start  # not compacted yet
+    w.stop()  # a flushing stop compacts
+    assert Store(index_dir, 384).version_count() <= 2
+    assert w.status()["uncompacted_updates"] == 0
+
+    # With a short quiet period the watcher compacts by itself.
+    w = harness.start(compact_after_idle=0.2)
+    write(harness.root / "src" / "probe0.py", func("compaction_probe_again"))
+    eventually(w, lambda: shows(harness.reader, "src/probe0.py", "compaction_probe_again"), "u")
+    poll_until(lambda: w.status()["uncompacted_updates"] == 0, "the idle compaction")
+    assert w.wait_idle(TIMEOUT)
+    assert Store(index_dir, 384).version_count() <= 2
+    assert shows(harness.reader, "src/probe0.py", "compaction_probe_again")
 
 
 # ---------------------------------------------------------------------------- storms

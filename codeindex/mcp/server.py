@@ -4,12 +4,16 @@ Contracts:
 
 * stdout carries only MCP protocol: the SDK's stdio transport moves fd 1 to stderr
   for everything else, and logs go to stderr (plus ``--log-file``).
-* ``initialize`` is answered at once. The lifespan only builds the (lazy) CodeIndex and
-  starts two background threads: model warm-up and the catch-up ``CodeIndex.index()``.
-  Tools answer from whatever is indexed meanwhile and report ``coverage``.
+* ``initialize`` is answered at once: the lifespan only starts a background thread
+  that imports the storage layer, opens the index, loads the model (in one more
+  thread) and catches the index up (the watcher's startup reconcile, or one
+  ``CodeIndex.index()`` job). Tools answer from whatever is indexed meanwhile, say so,
+  and report ``coverage``; until the model is loaded, searches are full-text only
+  (``semantic: false``) instead of waiting for torch.
 * One ``CodeIndex(settings, long_lived=True)`` per process: one model and one LanceDB
-  connection shared by every tool. Plain ``def`` tools run in the SDK's worker threads;
-  CodeIndex is thread-safe. No tool keeps per-request state.
+  connection shared by every tool. Tool bodies are plain ``def`` functions run on a
+  fixed pool of ``TOOL_THREADS`` threads (see there why not the SDK's); CodeIndex is
+  thread-safe. No tool keeps per-request state.
 * Each tool parses, makes one CodeIndex call and renders. Problems the model can fix
   (``CodeIndexError``) come back as ``ToolError`` (``is_error`` results with an
   actionable message); anything else is logged as a crash and the server stays up.
@@ -18,15 +22,18 @@ Contracts:
 """
 
 import argparse
+import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -40,10 +47,15 @@ from codeindex.errors import (
     CodeIndexError,
     IncompatibleIndexError,
     IndexMissingError,
-    PathOutsideRootError,
 )
 from codeindex.mcp.packing import check_max_tokens, pack
-from codeindex.service import MAX_K, MAX_PAGE_SIZE, CodeIndex
+
+if TYPE_CHECKING:  # importing these at run time would import lancedb (seconds)
+    import numpy as np
+
+    from codeindex.embedding import Embedder
+    from codeindex.pipeline import IndexReport
+    from codeindex.service import CodeIndex
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +63,26 @@ REINDEX_WAIT_SECONDS = 10.0  # reindex answers within this; the run continues in
 PROGRESS_POLL_SECONDS = 0.2  # how often a waiting reindex call looks for progress to report
 MAX_REINDEX_PATHS = 1000  # more paths than this: reindex the whole root instead
 SHUTDOWN_JOIN_SECONDS = 10.0  # how long shutdown waits for a background run to stop
+OPEN_WAIT_SECONDS = 60.0  # how long a tool call waits for the index to be opened at startup
+# Shown in parameter descriptions only; CodeIndex enforces them (service.MAX_K,
+# service.MAX_PAGE_SIZE; a test keeps these in step). Importing service here would
+# import lancedb before `initialize` could be answered.
+MAX_K = 100
+MAX_PAGE_SIZE = 500
 MAX_REPORTED_FAILURES = 20  # failed files listed in a reindex result (the count is exact)
+# Tools run on this many long-lived threads (all started up front) rather than the
+# SDK's worker threads, which come and go: a server's thread count should not wander.
+TOOL_THREADS = 8
 
 INSTRUCTIONS = """\
 Semantic + symbol search over one local source tree ({root}).
 Start with search_code (natural language or an identifier); read exact current lines
 with get_code; page through files with list_files; find_similar finds code like a
 given range. index_status tells whether the index is complete (coverage 1.0 = every
-chunk embedded) and shows a running index's progress. The index is kept fresh
-automatically; call reindex only right after editing files if results look stale.
+chunk embedded) and shows a running index's progress. {freshness}
 Cursors are opaque: pass next_cursor back unchanged with the same other arguments."""
+FRESH_WATCHING = "The index follows file changes by itself (index_status shows the watcher)."
+FRESH_MANUAL = "Call reindex with the paths you edited to make changes searchable."
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 
@@ -149,7 +171,7 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def _report(report: Any) -> dict[str, Any]:
+def _report(report: "IndexReport") -> dict[str, Any]:
     """An IndexReport as a dict whose failure list is bounded."""
     data = report.as_dict()
     failed = data.get("failed") or []
@@ -158,39 +180,89 @@ def _report(report: Any) -> dict[str, Any]:
     return data
 
 
+class EmbedThread:
+    """An Embedder that runs every ``embed`` of the wrapped one on one long-lived thread.
+
+    torch keeps an OpenMP thread team per thread that runs the model, so embedding
+    queries from whichever tool thread serves a search would add a team per thread
+    (cores - 1 threads each). The model serialises encoding anyway, so one thread
+    costs no throughput. Everything else is passed through to the wrapped embedder.
+    """
+
+    def __init__(self, inner: "Embedder") -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dimension = inner.dimension
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="codeindex-embed")
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def embed(self, texts: list[str]) -> "np.ndarray":
+        return self._thread.submit(self.inner.embed, texts).result()
+
+    def __getattr__(self, name: str) -> Any:  # governor, loaded, unload, ...
+        return getattr(self.inner, name)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+
 # --------------------------------------------------------------------------- state
 class ServerState:
     """What the lifespan yields: the shared CodeIndex, its background runs, the watcher.
 
-    Startup (all in background threads, so ``initialize`` is answered at once): the
-    model is loaded, and the index is caught up. With watching on and
-    ``codeindex.watch.Watcher`` available, the watcher's own startup reconcile (a full
-    ``CodeIndex.index()`` queued after its watches exist, so nothing changed meanwhile
-    is missed) is the catch-up; otherwise this server runs one catch-up job.
+    Startup happens in a background thread, so ``initialize`` is answered at once:
+    import the storage layer and open the index (tools wait for this, up to
+    ``OPEN_WAIT_SECONDS``), then load the model (another thread) and catch the index
+    up. With watching on and ``codeindex.watch.Watcher`` available, the watcher's own
+    startup reconcile (a full ``CodeIndex.index()`` queued after its watches exist, so
+    nothing changed meanwhile is missed) is the catch-up; otherwise this server runs
+    one catch-up job.
     """
 
     def __init__(self, settings: Settings, *, watch: bool = True, transport: str = "stdio"):
         self.settings = settings
-        self.index = CodeIndex(settings, long_lived=True)
         self.watch = watch
         self.transport = transport
         self.started = time.time()
         self.model_state = "not loaded"
+        self._index: CodeIndex | None = None
+        self._opened = threading.Event()
+        self._started_up = threading.Event()  # set once the catch-up is underway or done
+        self._open_error: str | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()  # guards _job, _threads, watcher
         self._job: IndexJob | None = None
         self._threads: list[threading.Thread] = []
         self.watcher: Any = None
         self._watcher_note = "starting" if watch else "disabled (--no-watch)"
-        # The watcher seam: status() reports this server's watcher, not watcher.json.
-        self.index.watcher_status = self._watcher_status
+        self._pool = ThreadPoolExecutor(TOOL_THREADS, thread_name_prefix="codeindex-tool")
+        # Start every pool thread now: the executor otherwise adds one whenever a call
+        # arrives a moment before the previous one's thread is idle again.
+        ready = threading.Barrier(TOOL_THREADS)
+        for _ in range(TOOL_THREADS):
+            self._pool.submit(ready.wait, 10)
+        self._embedder: EmbedThread | None = None
+
+    async def call(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """Run ``fn(**kwargs)`` on the tool pool and await its result."""
+        return await asyncio.wrap_future(self._pool.submit(fn, **kwargs))
+
+    @property
+    def index(self) -> "CodeIndex":
+        """The shared CodeIndex; waits (bounded) while startup is still opening it."""
+        if not self._opened.wait(OPEN_WAIT_SECONDS):
+            raise CodeIndexError("the server is still starting up; retry in a few seconds.")
+        if self._index is None:
+            raise CodeIndexError(f"the index could not be opened: {self._open_error}")
+        return self._index
 
     # -- lifecycle --
     def start(self) -> None:
-        """Start model warm-up and the catch-up (watcher or job); returns at once."""
+        """Start opening the index, loading the model and catching up; returns at once."""
         with self._lock:
-            self._spawn(self._warm_up, "codeindex-warmup")
-            self._spawn(self._catch_up, "codeindex-startup")
+            self._spawn(self._startup, "codeindex-startup")
 
     def close(self) -> None:
         """Stop the watcher and background runs (bounded waits); drop the connection."""
@@ -209,7 +281,11 @@ class ServerState:
             threads = list(self._threads)
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        self.index.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._embedder is not None:
+            self._embedder.close()
+        if self._index is not None:
+            self._index.close()
 
     def _spawn(self, target: Any, name: str, *args: Any) -> threading.Thread:
         # Callers hold self._lock. Daemon threads: a run that does not notice the stop
@@ -218,6 +294,32 @@ class ServerState:
         self._threads = [x for x in self._threads if x.is_alive()] + [t]
         t.start()
         return t
+
+    def _startup(self) -> None:
+        try:
+            from codeindex.embedding import get_embedder
+            from codeindex.service import CodeIndex  # imports lancedb: seconds, not here
+
+            self._embedder = EmbedThread(get_embedder(self.settings))
+            index = CodeIndex(self.settings, embedder=self._embedder, long_lived=True)
+            # The watcher seam: status() reports this server's watcher, not watcher.json.
+            index.watcher_status = self._watcher_status
+            self._index = index
+            # Open the store now (when an index exists), so the first search is quick.
+            index.compatibility()
+        except Exception as exc:  # tools report it; the catch-up below may still fix it
+            self._open_error = str(exc)
+            log.warning("opening the index failed: %s", exc)
+        finally:
+            self._opened.set()
+        try:
+            if self._index is not None:
+                with self._lock:
+                    if not self._stop.is_set():
+                        self._spawn(self._warm_up, "codeindex-warmup")
+                self._catch_up()
+        finally:
+            self._started_up.set()
 
     def _warm_up(self) -> None:
         # Load the model now, so searches turn semantic without any call paying for it.
@@ -236,19 +338,31 @@ class ServerState:
 
     def _catch_up(self) -> None:
         if self.watch and self._start_watcher():
-            return  # the watcher's startup reconcile is the catch-up
+            return  # the watcher's startup reconcile (now pending) is the catch-up
         with self._lock:
             if self._stop.is_set() or (self._job is not None and self._job.running):
                 return  # shutting down, or a reindex already covers it
             job = self._job = IndexJob("catch-up", None)
+        self._started_up.set()  # the job is visible from here on
         self._run_job(job)
 
     # -- background index runs --
     @property
     def indexing(self) -> bool:
-        """True while this server's job or any in-process run (e.g. the watcher's) runs."""
-        job = self._job
-        return (job is not None and job.running) or self.index.current_run is not None
+        """True while the index is being caught up, rebuilt or updated in this process:
+        startup has not reached the catch-up yet, this server's job runs, the watcher
+        has a reconcile or update pending/running, or any other in-process run."""
+        if not self._started_up.is_set():
+            return True
+        job, index, watcher = self._job, self._index, self.watcher
+        if job is not None and job.running:
+            return True
+        if index is not None and index.current_run is not None:
+            return True
+        if watcher is not None:
+            st = watcher.status()
+            return bool(st.get("reconcile_pending") or st.get("updating"))
+        return False
 
     def start_reindex(self, paths: list[str] | None) -> tuple[IndexJob, bool]:
         """Start a reindex unless one of this server's jobs runs: (job, started)."""
@@ -304,7 +418,7 @@ class ServerState:
         if not keep:  # close() ran meanwhile and did not see this watcher
             watcher.stop(flush=False)
             return True
-        self.index.watcher_status = self._watcher_status  # start() installs its own
+        self.index.watcher_status = self._watcher_status  # Watcher.start() sets its own
         log.info("watching %s for changes", self.settings.root)
         return True
 
@@ -323,6 +437,7 @@ class ServerState:
             "transport": self.transport,
             "uptime_seconds": round(time.time() - self.started, 1),
             "model_state": self.model_state,
+            "open_error": self._open_error,
             "background_job": job.snapshot() if job is not None else None,
         }
 
@@ -338,16 +453,42 @@ class ServerState:
 
 # --------------------------------------------------------------------------- helpers
 @contextlib.contextmanager
-def _tool_errors() -> Iterator[None]:
-    """CodeIndexError → ToolError: the model reads the message and can act on it."""
+def _tool_errors(state: ServerState | None = None) -> Iterator[None]:
+    """CodeIndexError → ToolError: the model reads the message and can act on it.
+
+    With ``state``: any other failure while the index is being written (e.g. a
+    rebuild dropping the tables a read was using) becomes a "retry shortly" ToolError
+    too; the traceback still goes to the log. Otherwise it stays a crash.
+    """
     try:
         yield
     except CodeIndexError as exc:
         raise ToolError(str(exc)) from exc
+    except Exception as exc:
+        if state is None or not state.indexing:
+            raise
+        log.warning("a read failed while the index was being written", exc_info=True)
+        raise ToolError(
+            "the index is being rebuilt or updated and could not be read just now; "
+            "retry in a few seconds (index_status shows progress)."
+        ) from exc
 
 
 def _state(ctx: Context) -> ServerState:
     return ctx.request_context.lifespan_context
+
+
+def _on_tool_pool(fn: Callable[..., dict[str, Any]]) -> Callable[..., Any]:
+    """Make a plain ``def fn(ctx, ...)`` tool run on the server's fixed tool pool.
+
+    The SDK reads the signature (and so the input schema) through ``__wrapped__``.
+    """
+
+    @functools.wraps(fn)
+    async def tool(ctx: Context, **kwargs: Any) -> dict[str, Any]:
+        return await _state(ctx).call(fn, ctx=ctx, **kwargs)
+
+    return tool
 
 
 def _check_reindex_paths(settings: Settings, paths: list[str]) -> list[str]:
@@ -367,7 +508,7 @@ def _check_reindex_paths(settings: Settings, paths: list[str]) -> list[str]:
             )
         resolved = discovery.resolve_inside_root(settings, raw)  # refuses .., /abs, escapes
         if resolved.is_dir():
-            raise PathOutsideRootError(
+            raise CodeIndexError(
                 f"{raw!r} is a directory; pass file paths, or no paths to update the whole root."
             )
         out.append(os.path.normpath(raw).replace(os.sep, "/"))
@@ -375,6 +516,7 @@ def _check_reindex_paths(settings: Settings, paths: list[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- tools
+@_on_tool_pool
 def search_code(
     ctx: Context,
     query: Annotated[
@@ -406,19 +548,16 @@ def search_code(
     """
     state = _state(ctx)
     notes: list[str] = []
-    with _tool_errors():
+    with _tool_errors(state):
         check_max_tokens(max_tokens)
         try:
             # Until the model is loaded, answer from the full-text side at once rather
             # than making the first call wait for torch (several seconds).
+            semantic = state.model_ready
             res = state.index.search(
-                query,
-                k,
-                language=language,
-                glob=path_glob,
-                cursor=cursor,
-                semantic=state.model_ready,
+                query, k, language=language, glob=path_glob, cursor=cursor, semantic=semantic
             )
+            res["semantic"] = semantic and res["coverage"] > 0  # did the vector side run
         except (IndexMissingError, IncompatibleIndexError) as exc:
             # Missing: the catch-up (or a reindex) is creating it. Incompatible while
             # indexing: it is being rebuilt. Either way answer "nothing yet", not an error.
@@ -434,14 +573,15 @@ def search_code(
     notes.append(state.pending_note())
     if res["coverage"] and not res["semantic"]:
         notes.append(
-            f"The embedding model is {state.model_state}: these hits come from full-text "
-            "search only; repeat the search shortly for semantic ranking."
+            f"The embedding model is not ready ({state.model_state}): these hits come from "
+            "full-text search only; repeat the search shortly for semantic ranking."
         )
     if any(notes):
         res["note"] = " ".join(n for n in notes if n)
     return res
 
 
+@_on_tool_pool
 def list_files(
     ctx: Context,
     cursor: Annotated[
@@ -462,7 +602,7 @@ def list_files(
     page. total is null when index_changed is true.
     """
     state = _state(ctx)
-    with _tool_errors():
+    with _tool_errors(state):
         try:
             return state.index.list_files(
                 page_size=page_size,
@@ -481,6 +621,7 @@ def list_files(
             }
 
 
+@_on_tool_pool
 def get_code(
     ctx: Context,
     path: Annotated[str, Field(description="File path relative to the indexed root.")],
@@ -492,10 +633,12 @@ def get_code(
     Paths outside the root (.., absolute, symlinks leading out), ignored and
     deny-listed files (secrets) are refused.
     """
-    with _tool_errors():
-        return _state(ctx).index.get_code(path, start_line, end_line)
+    state = _state(ctx)
+    with _tool_errors(state):
+        return state.index.get_code(path, start_line, end_line)
 
 
+@_on_tool_pool
 def find_similar(
     ctx: Context,
     path: Annotated[str, Field(description="File path relative to the indexed root.")],
@@ -504,16 +647,18 @@ def find_similar(
     k: Annotated[int, Field(description=f"Number of hits, 1-{MAX_K}.")] = 10,
 ) -> dict[str, Any]:
     """Code that resembles the given range (the range itself is excluded)."""
-    with _tool_errors():
-        return _state(ctx).index.find_similar(path, start_line, end_line, k)
+    state = _state(ctx)
+    with _tool_errors(state):
+        return state.index.find_similar(path, start_line, end_line, k)
 
 
+@_on_tool_pool
 def index_status(ctx: Context) -> dict[str, Any]:
     """State (missing/indexing/stale/ready/incompatible), file and chunk counts, coverage,
     progress of a running index (phase, done/total, rate, ETA), last update, watcher,
     model, disk use and memory telemetry (rss, peak, available, limit)."""
     state = _state(ctx)
-    with _tool_errors():
+    with _tool_errors(state):
         # No tree walk per call: the watcher (or reindex) keeps the index fresh.
         out = state.index.status(check_stale=False)
     out["server"] = state.server_info()
@@ -579,7 +724,9 @@ def build_server(settings: Settings, *, watch: bool = True, transport: str = "st
     server: MCPServer = MCPServer(
         "codeindex",
         title="codeindex — local semantic code search",
-        instructions=INSTRUCTIONS.format(root=settings.root),
+        instructions=INSTRUCTIONS.format(
+            root=settings.root, freshness=FRESH_WATCHING if watch else FRESH_MANUAL
+        ),
         version=__version__,
         lifespan=lifespan,
         log_level="WARNING",
