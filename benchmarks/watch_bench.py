@@ -301,11 +301,10 @@ def main() -> int:
     }
     m = data["machine"]
     first = b.first_event or {}
-    rebuilt = first.get("chunks_embedded", 0)
-    startup = f"startup reconcile {reconcile_s:.1f} s" + (
-        f" (it re-embedded {rebuilt} chunks: the index was rebuilt)"
-        if rebuilt
-        else " (nothing to re-embed: a stat walk of the unchanged tree)"
+    startup = (
+        f"startup reconcile {reconcile_s:.1f} s ({first.get('added', 0)} added, "
+        f"{first.get('updated', 0)} updated, {first.get('unchanged', 0)} unchanged; "
+        f"{first.get('chunks_embedded', 0)} chunks embedded)"
     )
 
     def ok(flag: bool) -> str:
