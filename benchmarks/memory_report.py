@@ -208,7 +208,8 @@ def main() -> int:
             r = run_sampled(
                 [*py, "index", str(big.parent), "--no-embed", "--json"], env, args.stream_seconds
             )
-            r["flatness"] = flatness(r["samples"])
+            # Flatness over the streaming window only (before the cap's Ctrl-C).
+            r["flatness"] = flatness([x for x in r["samples"] if x[0] < args.stream_seconds])
             r["size_mb"] = args.stream_mb
             data["stream"] = r
             plot(

@@ -223,7 +223,9 @@ class Pipeline:
             self._ingest(paths)
             if not self.stop.is_set():
                 self._delete_missing(paths)
-            if compact and self.store.writes != writes_before:
+            # After Ctrl-C the user is waiting: everything written is already committed
+            # and searchable, and the next run compacts, so skip the (slow) optimize.
+            if compact and not self.stop.is_set() and self.store.writes != writes_before:
                 self.store.optimize(self.settings.version_retention_seconds)
             if embed and not self.stop.is_set():
                 writes_before = self.store.writes

@@ -50,6 +50,7 @@ HIT_COLUMNS = ["id", "path", "language", "symbol", "kind", "start_line", "end_li
 _IN_BATCH = 500  # max keys per IN (...) filter
 _INDEX_CACHE_BYTES = 64 * 1024 * 1024
 _METADATA_CACHE_BYTES = 32 * 1024 * 1024
+_FTS_BUILD_MB = 256
 
 
 def index_exists(index_dir: Path) -> bool:
@@ -397,7 +398,10 @@ class Store:
             return
         names = {ix.name for ix in self.chunks.list_indices()}
         if "search_text_idx" not in names:
-            self.chunks.create_index("search_text", config=FTS(), name="search_text_idx")
+            # Bound the build: unbounded, building over a 2 GB file's chunks took GBs.
+            self.chunks.create_index(
+                "search_text", config=FTS(memory_limit=_FTS_BUILD_MB), name="search_text_idx"
+            )
         for col in ("id", "path", "content_hash"):  # id: merge_insert joins use it
             if f"{col}_idx" not in names:
                 self.chunks.create_index(col, config=BTree(), name=f"{col}_idx")
