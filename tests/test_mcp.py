@@ -126,9 +126,9 @@ class McpServerProcess:
         deadline = time.monotonic() + timeout
         while True:
             st = self.ok("index_status")
-            job = st["server"]["background_job"]
-            done = st["state"] == "ready" and job["state"] == "done" and st["coverage"] == 1.0
-            if done and st["server"]["model_state"] == "loaded":
+            job = st["server"]["background_job"] or {}  # None until the catch-up starts
+            done = st["state"] == "ready" and job.get("state") == "done"
+            if done and st["coverage"] == 1.0 and st["server"]["model_state"] == "loaded":
                 return st
             assert time.monotonic() < deadline, f"index never became ready: {st}"
             self.run(asyncio.sleep(0.05))  # a poll interval, not synchronisation
