@@ -104,7 +104,7 @@ def test_list_files_pages_visit_every_file_once(sample_repo: Path) -> None:
         run(["list-files", "--path", str(sample_repo), "--skipped", "--json"]).stdout
     )
     assert skipped["files"] == [
-        {"path": "storage/blob.bin", "reason": "binary", "detail": skipped["files"][0]["detail"]}
+        {"path": "storage/blob.dat", "reason": "binary", "detail": skipped["files"][0]["detail"]}
     ]
 
 

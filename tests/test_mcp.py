@@ -343,7 +343,7 @@ def test_list_files_pages_every_file_exactly_once(server: McpServerProcess):
     assert [f["path"] for f in py["files"]] == ["auth/tokens.py"]
     skipped = server.ok("list_files", {"include_skipped": True})
     reasons = {f["path"]: f["reason"] for f in skipped["files"]}
-    assert reasons["storage/blob.bin"] == "binary"
+    assert reasons["storage/blob.dat"] == "binary"
 
 
 # -------------------------------------------------------------------- get_code

@@ -45,7 +45,7 @@ def test_first_index_counts_and_exclusions(sample_repo: Path) -> None:
     assert rep.added == len(INDEXABLE)
     assert rep.skipped == {"binary": 1}
     assert set(_paths(ci)) == INDEXABLE  # no .env, build/, *.log, binary
-    assert _paths(ci, skipped=True) == ["storage/blob.bin"]
+    assert _paths(ci, skipped=True) == ["storage/blob.dat"]
     store = ci._open_store()
     assert store.count_chunks() == rep.chunks_written > len(INDEXABLE)
     assert store.count_chunks("vector IS NULL") == 0
