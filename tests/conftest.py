@@ -14,6 +14,25 @@ from codeindex.embedding import FAKE_MODEL
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "sample_repo"
 
+# What the sample repo indexes: not .env (deny list), build/ and *.log (gitignore), or
+# the binary (skipped).
+INDEXABLE = frozenset(
+    {
+        ".gitignore",
+        "README.md",
+        "auth/java/PasswordHasher.java",
+        "auth/tokens.py",
+        "config/settings.yaml",
+        "docs/architecture.md",
+        "net/ratelimit.go",
+        "net/retry.ts",
+        "storage/lru.rs",
+        "storage/query.c",
+        "tools/backup.sh",
+        "web/src/csv.js",
+    }
+)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

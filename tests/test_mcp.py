@@ -32,23 +32,10 @@ from mcp.types import CallToolResult
 from codeindex import service
 from codeindex.locking import WriterLock
 from codeindex.mcp.packing import CHARS_PER_TOKEN, ELISION, merge_by_file, pack
+from tests.conftest import INDEXABLE as FIXTURE_FILES
 from tests.conftest import copy_fixture
 
 TOOLS = {"search_code", "list_files", "get_code", "find_similar", "index_status", "reindex"}
-FIXTURE_FILES = {
-    ".gitignore",
-    "README.md",
-    "auth/tokens.py",
-    "auth/java/PasswordHasher.java",
-    "config/settings.yaml",
-    "docs/architecture.md",
-    "net/ratelimit.go",
-    "net/retry.ts",
-    "storage/lru.rs",
-    "storage/query.c",
-    "tools/backup.sh",
-    "web/src/csv.js",
-}
 FAKE_ENV = {"CODEINDEX_MODEL": "fake-hash-384", "CODEINDEX_VERSION_RETENTION_SECONDS": "0"}
 CALL_TIMEOUT = 120.0
 SECRETS = ("TOP_SECRET", "hunter2", "fixture-not-a-real-secret")  # never served

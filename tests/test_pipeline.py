@@ -10,22 +10,7 @@ import pytest
 
 from codeindex.embedding import EmbedError, FakeEmbedder
 from codeindex.service import CodeIndex
-from tests.conftest import fake_settings
-
-INDEXABLE = {
-    ".gitignore",
-    "README.md",
-    "auth/java/PasswordHasher.java",
-    "auth/tokens.py",
-    "config/settings.yaml",
-    "docs/architecture.md",
-    "net/ratelimit.go",
-    "net/retry.ts",
-    "storage/lru.rs",
-    "storage/query.c",
-    "tools/backup.sh",
-    "web/src/csv.js",
-}
+from tests.conftest import INDEXABLE, fake_settings
 
 
 def _paths(ci: CodeIndex, skipped: bool = False) -> list[str]:
