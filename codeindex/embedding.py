@@ -20,8 +20,9 @@ import os
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -281,6 +282,36 @@ class IdleUnloader:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+
+
+class EmbedThread:
+    """An Embedder that runs every ``embed`` of the wrapped one on one long-lived thread.
+
+    For front ends that embed from many threads (the MCP server's tool pool): torch
+    keeps an OpenMP thread team per thread that runs the model, so embedding from
+    whichever thread serves a search would add a team per thread (cores - 1 threads
+    each). The model serialises encoding anyway, so one thread costs no throughput.
+    Everything else (``governor``, ``loaded``, ``unload``...) is the wrapped embedder's.
+    """
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dimension = inner.dimension
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="codeindex-embed")
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self._thread.submit(self.inner.embed, texts).result()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def close(self) -> None:
+        """Stop the thread; calls still queued are cancelled."""
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
 
 def _is_oom(exc: BaseException) -> bool:

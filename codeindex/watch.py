@@ -92,6 +92,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserverVFS
 
 from codeindex import discovery, runstate
+from codeindex.embedding import IdleUnloader
 from codeindex.errors import (
     BadCursorError,
     CodeIndexError,
@@ -1189,6 +1190,9 @@ def run_watch_cli(args: Any) -> int:
             "keeping this index fresh; both will apply updates.\n"
         )
     watcher = Watcher(ci, on_update=on_update, use_polling=bool(getattr(args, "polling", False)))
+    # Between bursts of edits the model's memory goes back to the system; the next
+    # update that has chunks to embed reloads it.
+    unloader = IdleUnloader(ci.embedder, settings.idle_unload_minutes).start()
     stop = threading.Event()
     interrupts = [0]
 
@@ -1215,6 +1219,7 @@ def run_watch_cli(args: Any) -> int:
     finally:
         if watcher.status()["running"]:
             watcher.stop(flush=False)
+        unloader.stop()
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
     return 130 if interrupts[0] > 1 else 0

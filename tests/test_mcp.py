@@ -552,7 +552,10 @@ def test_real_model_server_searches_an_indexed_root_right_away(real_index, tmp_p
     # A copy (index included): the session's real_index is shared with other modules.
     root = tmp_path / "repo"
     shutil.copytree(real_index.settings.root, root, symlinks=True)
-    env = {"CODEINDEX_VERSION_RETENTION_SECONDS": "0"}  # the real bundled model
+    env = {  # the real bundled model, unloaded after 1.2 s idle
+        "CODEINDEX_VERSION_RETENTION_SECONDS": "0",
+        "CODEINDEX_IDLE_UNLOAD_MINUTES": "0.02",
+    }
     proc = McpServerProcess(root, env=env, log=tmp_path / "server.stderr")
     try:
         # The very first call after initialize succeeds even while the model is still
@@ -580,9 +583,26 @@ def test_real_model_server_searches_an_indexed_root_right_away(real_index, tmp_p
             assert "unavailable" in st["watcher"]["note"]
         else:
             check_watcher_keeps_index_fresh(proc, deadline)
+        check_idle_unload_and_reload(proc, deadline)
     finally:
         proc.close()
     assert not proc.transport_errors
+
+
+def check_idle_unload_and_reload(proc: McpServerProcess, deadline: float) -> None:
+    query = {"query": "where are JWTs validated", "k": 5}
+    before = proc.ok("search_code", query)
+    server = psutil.Process(proc.ok("index_status")["server"]["pid"])
+    rss_loaded = server.memory_info().rss
+    while (st := proc.ok("index_status"))["server"]["model_state"] != "unloaded (idle)":
+        assert time.monotonic() < deadline, st["server"]
+        proc.run(asyncio.sleep(0.2))  # a poll interval, not synchronisation
+    rss_unloaded = server.memory_info().rss
+    assert rss_unloaded < rss_loaded - 40 * 2**20, (rss_loaded, rss_unloaded)
+    # The next search reloads the model itself and ranks exactly as before.
+    after = proc.ok("search_code", query)
+    assert after["semantic"] and after["results"] == before["results"]
+    assert proc.ok("index_status")["server"]["model_state"] == "loaded"
 
 
 def check_watcher_keeps_index_fresh(proc: McpServerProcess, deadline: float) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from codeindex import runstate
@@ -689,3 +690,57 @@ def test_cli_watch_json_lines_and_sigint_flush(tmp_path: Path) -> None:
     assert update["lag_seconds"] > 0
     assert runstate.watcher_state(index_dir)["running"] is False
     assert snapshot(index_dir) == fresh_snapshot(root, tmp_path)
+
+
+@pytest.mark.model
+def test_cli_watch_unloads_the_idle_model_and_reloads_it_for_the_next_change(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "repo"
+    make_tree(root)
+    env = {
+        **os.environ,
+        "CODEINDEX_VERSION_RETENTION_SECONDS": "0",  # the real bundled model
+        "CODEINDEX_IDLE_UNLOAD_MINUTES": "0.03",  # unloaded after 1.8 s idle
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "codeindex", "-v", "watch", str(root), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True)
+    reader.start()
+    server = psutil.Process(proc.pid)
+    loaded_rss = [0]
+
+    def unloaded() -> bool:
+        # Sample RSS while waiting: the peak seen before the unload is the loaded size.
+        if not any("model unloaded" in line for line in log):
+            loaded_rss[0] = max(loaded_rss[0], server.memory_info().rss)
+            return False
+        return True
+
+    try:
+        poll_until(unloaded, "the idle unload", timeout=180)
+        assert sum("model all-MiniLM-L6-v2 loaded" in line for line in log) == 1
+        assert server.memory_info().rss < loaded_rss[0] - 40 * 2**20
+        write(root / "src" / "later.py", func("edited_after_idle"))
+        poll_until(
+            lambda: runstate.watcher_state(root / ".codeindex").get("updates_applied", 0) >= 2,
+            "the update after the reload",
+            timeout=120,
+        )
+        assert sum("model all-MiniLM-L6-v2 loaded" in line for line in log) == 2
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(10)
+    assert proc.returncode == 0, "".join(log)[-2000:]
+    update = [json.loads(line) for line in out.splitlines()][-1]
+    assert update["paths"] == ["src/later.py"] and update["chunks_embedded"] == 1

@@ -51,9 +51,7 @@ from codeindex.errors import (
 from codeindex.mcp.packing import check_max_tokens, pack
 
 if TYPE_CHECKING:  # importing these at run time would import lancedb (seconds)
-    import numpy as np
-
-    from codeindex.embedding import Embedder
+    from codeindex.embedding import EmbedThread, IdleUnloader
     from codeindex.pipeline import IndexReport
     from codeindex.service import CodeIndex
 
@@ -180,34 +178,6 @@ def _report(report: "IndexReport") -> dict[str, Any]:
     return data
 
 
-class EmbedThread:
-    """An Embedder that runs every ``embed`` of the wrapped one on one long-lived thread.
-
-    torch keeps an OpenMP thread team per thread that runs the model, so embedding
-    queries from whichever tool thread serves a search would add a team per thread
-    (cores - 1 threads each). The model serialises encoding anyway, so one thread
-    costs no throughput. Everything else is passed through to the wrapped embedder.
-    """
-
-    def __init__(self, inner: "Embedder") -> None:
-        self.inner = inner
-        self.model_id = inner.model_id
-        self.dimension = inner.dimension
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="codeindex-embed")
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
-
-    def embed(self, texts: list[str]) -> "np.ndarray":
-        return self._thread.submit(self.inner.embed, texts).result()
-
-    def __getattr__(self, name: str) -> Any:  # governor, loaded, unload, ...
-        return getattr(self.inner, name)
-
-    def close(self) -> None:
-        self._thread.shutdown(wait=False, cancel_futures=True)
-
-
 # --------------------------------------------------------------------------- state
 class ServerState:
     """What the lifespan yields: the shared CodeIndex, its background runs, the watcher.
@@ -226,7 +196,7 @@ class ServerState:
         self.watch = watch
         self.transport = transport
         self.started = time.time()
-        self.model_state = "not loaded"
+        self._model_state = "not loaded"
         self._index: CodeIndex | None = None
         self._opened = threading.Event()
         self._started_up = threading.Event()  # set once the catch-up is underway or done
@@ -244,6 +214,7 @@ class ServerState:
         for _ in range(TOOL_THREADS):
             self._pool.submit(ready.wait, 10)
         self._embedder: EmbedThread | None = None
+        self._unloader: IdleUnloader | None = None
 
     async def call(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
         """Run ``fn(**kwargs)`` on the tool pool and await its result."""
@@ -282,6 +253,8 @@ class ServerState:
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._unloader is not None:
+            self._unloader.stop()
         if self._embedder is not None:
             self._embedder.close()
         if self._index is not None:
@@ -297,10 +270,14 @@ class ServerState:
 
     def _startup(self) -> None:
         try:
-            from codeindex.embedding import get_embedder
+            from codeindex.embedding import EmbedThread, IdleUnloader, get_embedder
             from codeindex.service import CodeIndex  # imports lancedb: seconds, not here
 
-            self._embedder = EmbedThread(get_embedder(self.settings))
+            shared = get_embedder(self.settings)
+            self._embedder = EmbedThread(shared)
+            # Idle unload: the model's memory goes back after idle_unload_minutes; the
+            # next search reloads it (about a second: torch stays imported).
+            self._unloader = IdleUnloader(shared, self.settings.idle_unload_minutes).start()
             index = CodeIndex(self.settings, embedder=self._embedder, long_lived=True)
             # The watcher seam: status() reports this server's watcher, not watcher.json.
             index.watcher_status = self._watcher_status
@@ -323,18 +300,28 @@ class ServerState:
 
     def _warm_up(self) -> None:
         # Load the model now, so searches turn semantic without any call paying for it.
-        self.model_state = "loading"
+        self._model_state = "loading"
         try:
             self.index.embedder.embed(["warm up"])
-            self.model_state = "loaded"
+            self._model_state = "loaded"
         except Exception as exc:  # searches stay full-text and say why
-            self.model_state = f"failed to load ({exc})"
+            self._model_state = f"failed to load ({exc})"
             log.exception("loading the model failed")
 
     @property
     def model_ready(self) -> bool:
-        """True once the warm-up has loaded the model (searches then embed queries)."""
-        return self.model_state == "loaded"
+        """True once the warm-up has loaded the model (searches then embed queries).
+
+        Stays True after an idle unload: the next search reloads the model itself.
+        """
+        return self._model_state == "loaded"
+
+    @property
+    def model_state(self) -> str:
+        """ "not loaded", "loading", "loaded", "unloaded (idle)" or "failed to load (...)"."""
+        if self._model_state == "loaded" and not getattr(self._embedder, "loaded", True):
+            return "unloaded (idle)"
+        return self._model_state
 
     def _catch_up(self) -> None:
         if self.watch and self._start_watcher():
