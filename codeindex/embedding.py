@@ -8,8 +8,10 @@ Contract of every Embedder:
 * ``embed(texts)`` returns float32 numpy of shape (len(texts), dimension), L2-normalised,
   in input order. Texts that cannot be embedded raise ``EmbedError`` naming them;
   no placeholder vectors are ever produced.
-* ``count_tokens(text)`` counts model word pieces without special tokens (used by the
-  chunker to fit chunks into the model window).
+* ``count_tokens`` is a token counter: ``count_tokens(text)`` is the number of model
+  word pieces without special tokens, exactly (the chunkers fit chunks into the model
+  window with it). The real and fake counters are additive over lines and offer
+  ``prefix_end`` (see ``codeindex.chunking.tokens``), so chunking counts each line once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,7 +50,8 @@ class Embedder(Protocol):
     model_id: str
     dimension: int
 
-    def count_tokens(self, text: str) -> int: ...
+    @property
+    def count_tokens(self) -> Callable[[str], int]: ...
 
     def embed(self, texts: list[str]) -> np.ndarray: ...
 
@@ -78,6 +82,114 @@ def _model_path(model: str) -> Path:
 
 _WORD = re.compile(r"[A-Za-z0-9_]+|[^\sA-Za-z0-9_]")
 
+# Characters the fast path of WordPieceCounter handles exactly: printable ASCII, tab,
+# LF, CR. Anything else (non-ASCII, control characters that BERT's normaliser drops)
+# goes to the real tokenizer.
+_NOT_FAST = re.compile(r"[^\t\n\r\x20-\x7e]")
+# BERT pre-tokenisation of such text: runs of letters and digits are words, every other
+# printable character is punctuation and a word of its own; whitespace separates.
+_BERT_WORD = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
+
+
+class WordPieceCounter:
+    """Exact token counter for BERT-style WordPiece tokenizers (all-MiniLM-L6-v2's).
+
+    Such a tokenizer normalises per character, splits words at whitespace and
+    punctuation and cuts each word into pieces independently, so a text's count is the
+    sum of its words' counts: the counter is *additive* over lines. For printable
+    ASCII it splits words itself and looks each word's piece count up in a bounded
+    cache (filled from the tokenizer's WordPiece model), about 3× faster than encoding
+    the line; other text is encoded by the tokenizer. Counts equal
+    ``len(tokenizer.encode(text, add_special_tokens=False).ids)`` (tested).
+
+    ``tokenizer`` is a ``tokenizers.Tokenizer`` with truncation and padding off;
+    ``lowercase`` and ``max_word_chars`` mirror its normaliser and WordPiece settings,
+    ``special`` lists its added tokens ("[CLS]", "[UNK]"...).
+    """
+
+    additive = True
+    CACHE_WORDS = 50_000  # ~5 MB; cleared when full (data files have endless numbers)
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        lowercase: bool,
+        max_word_chars: int,
+        special: Iterable[str] = (),
+    ) -> None:
+        self._tok = tokenizer
+        # Special tokens written out in the text ("[CLS]") are one token each for the
+        # tokenizer: text holding one goes to the tokenizer.
+        special = sorted(special, key=len, reverse=True)
+        self._special = re.compile("|".join(map(re.escape, special))) if special else None
+        self._model = tokenizer.model
+        self._lower = lowercase
+        self._max_word = max_word_chars
+        self._cache: dict[str, int] = {}
+        self._lock = threading.Lock()  # the tokenizer's model is shared across threads
+
+    def _word(self, word: str) -> int:
+        n = self._cache.get(word)
+        if n is None:
+            if len(word) > self._max_word:
+                n = 1  # WordPiece gives one [UNK] for an over-long word
+            else:
+                with self._lock:
+                    n = len(self._model.tokenize(word.lower() if self._lower else word))
+            if len(self._cache) >= self.CACHE_WORDS:
+                self._cache.clear()
+            self._cache[word] = n
+        return n
+
+    def _fast(self, text: str, pos: int = 0) -> bool:
+        if _NOT_FAST.search(text, pos):
+            return False
+        return self._special is None or not self._special.search(text, pos)
+
+    def __call__(self, text: str) -> int:
+        if not self._fast(text):
+            with self._lock:
+                return len(self._tok.encode(text, add_special_tokens=False).ids)
+        word = self._word
+        return sum(word(w) for w in _BERT_WORD.findall(text))
+
+    def prefix_end(self, text: str, pos: int, budget: int) -> int | None:
+        """End of the longest run of ``text[pos:]`` made of whole words whose count is at
+        most ``budget`` (``len(text)`` when the rest fits). None when this cannot be
+        decided in one pass — non-ASCII text, or a first word over the budget — so the
+        caller falls back to searching prefix lengths with exact counts.
+        """
+        if not self._fast(text, pos):
+            return None
+        total = 0
+        end = pos
+        for match in _BERT_WORD.finditer(text, pos):
+            total += self._word(match.group())
+            if total > budget:
+                return end if end > pos else None
+            end = match.end()
+        return len(text)
+
+
+class _WordCounter:
+    """The fake embedder's token count: one token per word or punctuation character.
+    Additive over lines (no token spans whitespace)."""
+
+    additive = True
+
+    def __call__(self, text: str) -> int:
+        return len(_WORD.findall(text))
+
+    def prefix_end(self, text: str, pos: int, budget: int) -> int | None:
+        """End of the longest run of whole tokens from ``pos`` that holds ``budget``."""
+        end = pos
+        for n, match in enumerate(_WORD.finditer(text, pos), start=1):
+            if n > budget:
+                return end if end > pos else None
+            end = match.end()
+        return len(text)
+
 
 class FakeEmbedder:
     """Deterministic bag-of-tokens hashing embedder: fast, no model, for tests and
@@ -91,8 +203,7 @@ class FakeEmbedder:
         self.calls = 0
         self.texts_embedded = 0
 
-    def count_tokens(self, text: str) -> int:
-        return len(_WORD.findall(text))
+    count_tokens = _WordCounter()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         self.calls += 1
@@ -121,7 +232,7 @@ class SentenceTransformerEmbedder:
         self.device_setting = device
         self.governor = governor or Governor()
         self._model = None
-        self._tokenizer = None
+        self._counter: Callable[[str], int] | None = None
         self._lock = threading.Lock()  # guards load/unload, and serialises encode
         self.last_used = 0.0
         self.loads = 0
@@ -137,15 +248,38 @@ class SentenceTransformerEmbedder:
             raise CodeIndexError(f"cannot read the dimension of model at {self.path}") from exc
 
     # -- tokens (tokenizers only: cheap, no torch) --
-    def count_tokens(self, text: str) -> int:
-        if self._tokenizer is None:
+    @property
+    def count_tokens(self) -> Callable[[str], int]:
+        """The model's token counter (word pieces, no special tokens); built on first use.
+
+        For a BERT-style WordPiece tokenizer (the bundled model's) it is the fast,
+        additive :class:`WordPieceCounter`; for any other tokenizer, a plain encode.
+        """
+        if self._counter is None:
+            import json
+
             from tokenizers import Tokenizer
 
-            tok = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+            path = self.path / "tokenizer.json"
+            tok = Tokenizer.from_file(str(path))
             tok.no_truncation()
             tok.no_padding()
-            self._tokenizer = tok
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+            cfg = json.loads(path.read_text(encoding="utf-8"))
+            norm, pre, model = (cfg.get(k) or {} for k in ("normalizer", "pre_tokenizer", "model"))
+            if (
+                norm.get("type") == "BertNormalizer"
+                and pre.get("type") == "BertPreTokenizer"
+                and model.get("type") == "WordPiece"
+            ):
+                self._counter = WordPieceCounter(
+                    tok,
+                    lowercase=bool(norm.get("lowercase", True)),
+                    max_word_chars=int(model.get("max_input_chars_per_word", 100)),
+                    special=[t["content"] for t in cfg.get("added_tokens") or []],
+                )
+            else:
+                self._counter = lambda text: len(tok.encode(text, add_special_tokens=False).ids)
+        return self._counter
 
     # -- model lifecycle --
     @property
@@ -300,8 +434,9 @@ class EmbedThread:
         self.dimension = inner.dimension
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="codeindex-embed")
 
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
+    @property
+    def count_tokens(self) -> Callable[[str], int]:
+        return self.inner.count_tokens
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self._thread.submit(self.inner.embed, texts).result()

@@ -92,10 +92,17 @@ class LineWindower:
         self.line_limit = max(1, min(settings.max_line_chars, self.max_chars))
         self.budget = token_budget(settings)
         self.count = count_tokens or heuristic_token_count
-        # The heuristic is additive over "\n" joins, so a window's count is the sum of
-        # its lines' counts and needs no second pass. Any other counter (a real
-        # tokenizer, a test's strict counter) is re-checked on the joined text.
-        self._additive = self.count is heuristic_token_count
+        # An additive counter (the heuristic, the WordPiece counter) gives a window's
+        # count as the sum of its lines' counts: no second pass. Any other counter (a
+        # test's strict counter) is re-checked on the joined text.
+        self._additive = self.count is heuristic_token_count or bool(
+            getattr(self.count, "additive", False)
+        )
+        self._prefix_end = (
+            heuristic_prefix_end
+            if self.count is heuristic_token_count
+            else getattr(self.count, "prefix_end", None)
+        )
         self._buf: list[str] = []
         self._start = 0
         self._chars = 0
@@ -196,15 +203,16 @@ class LineWindower:
     def _split_chars(self, number: int, text: str) -> Iterator[Chunk]:
         """Cut one line into the longest prefixes that fit the token budget.
 
-        The heuristic counter cuts at piece boundaries in one pass. For other counters a
-        binary search assumes counts grow with length (true of any tokenizer up to
-        boundary effects); at least one character is taken per step so the loop always
-        ends, even for a counter that rejects single characters.
+        A counter with ``prefix_end`` (the heuristic, the WordPiece counter) cuts in one
+        pass. Otherwise — or where it declines — a binary search assumes counts grow
+        with length (true of any tokenizer up to boundary effects); at least one
+        character is taken per step so the loop always ends, even for a counter that
+        rejects single characters.
         """
         pos = 0
         while pos < len(text):
-            if self._additive:
-                end = heuristic_prefix_end(text, pos, self.budget)
+            end = self._prefix_end(text, pos, self.budget) if self._prefix_end else None
+            if end is not None:
                 if not is_blank(text[pos:end]):
                     yield self._chunk(number, number, text[pos:end])
                 pos = end

@@ -2,8 +2,8 @@
 
 A chunk is embedded by a model with a fixed window (``Settings.max_chunk_tokens``,
 special tokens included). Chunkers measure text with a :data:`TokenCounter`; the
-pipeline passes the real tokenizer's counter, and :func:`heuristic_token_count` is the
-cheap default used everywhere else (tests, tools without the model).
+pipeline passes the model's counter (exact, see ``codeindex.embedding``), and
+:func:`heuristic_token_count` is the default where no model is involved (tests, tools).
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ from collections.abc import Callable
 from codeindex.config import Settings
 
 TokenCounter = Callable[[str], int]
-"""Number of model word pieces in a text, excluding special tokens (CLS/SEP)."""
+"""Number of model word pieces in a text, excluding special tokens (CLS/SEP).
+
+A counter may also declare ``additive = True`` — ``count(a + "\\n" + b) == count(a) +
+count(b)`` for any texts — and offer ``prefix_end(text, pos, budget) -> int | None``
+(``None`` where it cannot decide in one pass). Chunkers then count each line once and cut
+over-long lines in one pass instead of re-counting joined text and binary-searching.
+"""
 
 # Special tokens the model adds around every input (BERT-style [CLS] ... [SEP]).
 SPECIAL_TOKENS = 2
@@ -23,13 +29,14 @@ SPECIAL_TOKENS = 2
 # One match ≈ one word piece: an ASCII word run is cut into pieces of at most four
 # characters (word-piece vocabularies rarely hold longer pieces of identifiers, numbers
 # or hex), and every other non-space character (punctuation, non-ASCII letters, CJK)
-# counts as a piece of its own. This over-counts ordinary English words a little,
-# which is the safe direction: an under-count would let the model truncate silently.
+# counts as a piece of its own. Measured against all-MiniLM-L6-v2 on source lines it is
+# neither an upper nor a lower bound (above on ~45% of lines, below on ~25%): it is for
+# chunking without a model, never for fitting chunks to a model's window.
 _PIECE = re.compile(r"[A-Za-z0-9_]{1,4}|[^\sA-Za-z0-9_]")
 
 
 def heuristic_token_count(text: str) -> int:
-    """Conservative estimate of the word pieces in ``text`` (no special tokens).
+    """Rough estimate of the word pieces in ``text`` (no special tokens).
 
     Contract: deterministic, cheap (one regex pass), and additive over lines —
     ``count(a + "\\n" + b) == count(a) + count(b)`` — because no piece spans
