@@ -612,19 +612,19 @@ class Pipeline:
                     self.report.failed.append(
                         {"path": path, "reason": SkipReason.EMBED_FAILED, "detail": str(exc)}
                     )
-        out_ids, out_vecs = [], []
-        for i, h in zip(ids, hashes, strict=True):
+        rows, out_vecs = [], []
+        for row, h in enumerate(hashes):
             v = fresh.get(h)
             if v is None:
                 v = known.get(h)
             if v is not None:
-                out_ids.append(i)
+                rows.append(row)
                 out_vecs.append(v)
-        if out_ids:
-            self.store.set_vectors(out_ids, np.stack(out_vecs))
+        if rows:
+            self.store.set_vectors(page.take(rows), np.stack(out_vecs))
         self.report.chunks_embedded += len(fresh)
         # Rows filled without running the model: stored duplicates and in-page repeats.
-        self.report.chunks_reused += len(out_ids) - len(fresh)
+        self.report.chunks_reused += len(rows) - len(fresh)
         self.progress.advance(len(ids), embedded=len(fresh))
 
 

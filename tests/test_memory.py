@@ -169,9 +169,11 @@ def _traced_growth(fn, warmup: int, cycles: int) -> tuple[int, int, int, int, in
         halves.append(tracemalloc.get_traced_memory()[0] - base)
     tracemalloc.stop()
     grown = 2 * min(halves)
-    # LanceDB's runtime keeps an elastic pool of blocking-I/O threads that come and go
-    # with load; it is bounded, so allow its slack but not growth per cycle.
-    assert psutil.Process().num_threads() <= native + 8
+    # LanceDB's runtime, and pylance's in the writer's upkeep, keep elastic pools of
+    # blocking-I/O threads that come and go with load (idle ones exit after 10 s). They
+    # are bounded — measured over 160 update cycles: 35 threads, then 50 from cycle 100
+    # on — so allow that slack but not growth per cycle.
+    assert psutil.Process().num_threads() <= native + 24
     return grown, fds, memory.open_fd_count(), threads, threading.active_count()
 
 

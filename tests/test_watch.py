@@ -537,8 +537,12 @@ def test_watcher_waits_for_another_writer_and_then_applies(watched: Harness) -> 
         write(root / "src" / "queued.py", func("queued_behind_lock"))
         poll_until(lambda: w.status()["waiting_for_lock"], "the watcher to wait for the lock")
         assert "another codeindex process" in w.status()["waiting_for_lock"]
-        published = runstate.watcher_state(watched.settings.index_dir)
-        assert published["waiting_for_lock"] and published["running"]
+        # watcher.json is written just after the in-memory status changes.
+        poll_until(
+            lambda: runstate.watcher_state(watched.settings.index_dir).get("waiting_for_lock"),
+            "the published state to show the wait",
+        )
+        assert runstate.watcher_state(watched.settings.index_dir)["running"]
         assert "src/queued.py" not in indexed(reader)
     finally:
         lock.release()

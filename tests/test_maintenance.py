@@ -1,0 +1,83 @@
+"""Chunks-table upkeep: an update costs in proportion to the change, never the table.
+
+The full-text index gains a delta segment per update instead of being merged, big
+fragments are not rewritten, and too many segments trigger one bounded rebuild.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lance
+import pytest
+
+from codeindex.embedding import FakeEmbedder
+from codeindex.service import CodeIndex
+from codeindex.storage import maintenance, store
+from tests.conftest import fake_settings
+
+
+def _write(root: Path, n: int, tag: str) -> None:
+    pkg = root / "pkg"
+    pkg.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (pkg / f"{tag}{i}.py").write_text(
+            f"def {tag}_function_{i}(x):\n    return x * {i}  # {tag} marker {i}\n"
+        )
+
+
+def _chunks(ci: CodeIndex) -> lance.LanceDataset:
+    return lance.dataset(str(ci.settings.index_dir / "chunks.lance"))
+
+
+def _segments(ds: lance.LanceDataset) -> int:
+    return len(next(ix for ix in ds.describe_indices() if ix.name == store.FTS_INDEX).segments)
+
+
+def _hits(ci: CodeIndex, query: str) -> list[str]:
+    return [h["path"] for h in ci.search(query, k=5, semantic=False)["results"]][:1]
+
+
+def test_update_adds_a_delta_segment_and_leaves_big_fragments_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(maintenance, "TARGET_ROWS", 64)  # "big" = 64 rows here
+    root = tmp_path / "repo"
+    _write(root, 150, "base")
+    ci = CodeIndex(fake_settings(root), embedder=FakeEmbedder())
+    ci.index()
+    before = _chunks(ci)
+    big = {f.fragment_id for f in before.get_fragments() if f.count_rows() >= 64}
+    assert big and _segments(before) == 1
+
+    _write(root, 3, "fresh")
+    ci.index()
+    after = _chunks(ci)
+    # The update's rows got their own full-text segment; the first one was not merged.
+    assert _segments(after) == 2
+    assert big <= {f.fragment_id for f in after.get_fragments()}  # not rewritten
+    assert _hits(ci, "fresh_function_2") == ["pkg/fresh2.py"]
+    assert _hits(ci, "base_function_77") == ["pkg/base77.py"]
+    # Old versions are still cleaned up (retention 0 in these settings).
+    assert len(after.versions()) == 1
+    ci.close()
+
+
+def test_too_many_segments_rebuild_the_full_text_index_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(maintenance, "MAX_FTS_SEGMENTS", 2)
+    root = tmp_path / "repo"
+    _write(root, 20, "base")
+    ci = CodeIndex(fake_settings(root), embedder=FakeEmbedder())
+    ci.index()
+    for round_ in range(3):
+        _write(root, 1, f"round{round_}")
+        ci.index()
+        assert _segments(_chunks(ci)) <= 2
+    for query, path in (
+        ("round2_function_0", "pkg/round20.py"),
+        ("base_function_7", "pkg/base7.py"),
+    ):
+        assert _hits(ci, query) == [path]
+    ci.close()
