@@ -66,7 +66,7 @@ def test_update_adds_a_delta_segment_and_leaves_big_fragments_alone(
 def test_too_many_segments_rebuild_the_full_text_index_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(maintenance, "MAX_FTS_SEGMENTS", 2)
+    monkeypatch.setattr(maintenance, "MAX_FTS_SEGMENTS", 0)  # rebuild above 2 segments
     root = tmp_path / "repo"
     _write(root, 20, "base")
     ci = CodeIndex(fake_settings(root), embedder=FakeEmbedder())
@@ -81,3 +81,23 @@ def test_too_many_segments_rebuild_the_full_text_index_once(
     ):
         assert _hits(ci, query) == [path]
     ci.close()
+
+
+def test_segments_built_here_match_what_lancedb_would_build(tmp_path: Path) -> None:
+    import lancedb
+    import pyarrow as pa
+    from lancedb.index import FTS
+
+    db = lancedb.connect(tmp_path)
+    data = pa.table({"t": [f"getUserName running runs {i}" for i in range(50)]})
+    db.create_table("by_lancedb", data).create_index("t", config=FTS(), name="fts")
+    db.create_table("by_us", data)
+    maintenance.index_fts(tmp_path / "by_us.lance", "fts", "t")
+
+    def params(name: str) -> dict:
+        stats = lance.dataset(str(tmp_path / f"{name}.lance")).stats.index_stats("fts")
+        return stats["segments"][0]["params"]
+
+    assert params("by_us") == params("by_lancedb")
+    hits = db.open_table("by_us").search("run", query_type="fts").limit(50).to_list()
+    assert len(hits) == 50  # stemmed like LanceDB's own index: "run" finds "running"

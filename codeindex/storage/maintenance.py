@@ -8,15 +8,16 @@ full-text segments — on every incremental update. So the chunks table is maint
 here, through the Lance format library (``pylance``, the same Lance release LanceDB
 embeds), with explicit options:
 
-* compaction merges only small fragments, into fragments of at most
-  :data:`TARGET_ROWS`, and never materialises deletions in big fragments (doing so
+* compaction merges only small fragments, into fragments of about
+  :data:`TARGET_ROWS` rows, and never materialises deletions in big fragments (doing so
   would remap the full-text index over all their rows);
-* index upkeep adds a *delta* segment for new rows (cost ∝ new rows) instead of
-  merging; the scalar (BTree) indexes, which are small, are merged;
+* the full-text index gets new segments for the new rows, built in groups of
+  :data:`GROUP_ROWS` rows (one build's memory grows with its rows even under LanceDB's
+  memory limit), never a merge; the scalar (BTree) indexes, which are small, are merged;
 * once the full-text index has more than :data:`MAX_FTS_SEGMENTS` segments,  or a third of
   it covers only rows that are gone (the first run rewrites every row when it adds
-  its vector), the caller rebuilds it from scratch under LanceDB's build memory limit —
-  bounded memory, time ∝ table size, rarely.
+  its vector), the caller rebuilds it from scratch, group by group — bounded memory, time ∝ table
+  size, rarely.
 """
 
 from __future__ import annotations
@@ -28,8 +29,24 @@ from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
-TARGET_ROWS = 65_536  # rows per compacted fragment: bounds what one compaction rewrites
-MAX_FTS_SEGMENTS = 32
+TARGET_ROWS = 32_768  # rows per compacted fragment: bounds what one compaction rewrites
+_MAX_COMPACTIONS = 10_000  # a safety stop for the compaction loop
+# Rows per full-text segment build. One build's memory grows with its rows (about
+# +230 MiB for 123k rows, +360 MiB for 366k, whatever the memory limit), so builds go
+# in groups: measured +165 MiB per 32k-row group, the same for every group.
+GROUP_ROWS = 32_768
+MAX_FTS_SEGMENTS = 32  # beyond twice the segments a fresh build would have, plus this
+# LanceDB's FTS() defaults, so segments built here match an index LanceDB would build.
+FTS_PARAMS: dict[str, Any] = {
+    "with_position": False,
+    "base_tokenizer": "simple",
+    "language": "English",
+    "max_token_length": 40,
+    "lower_case": True,
+    "stem": True,
+    "remove_stop_words": True,
+    "ascii_folding": True,
+}
 _CACHE_BYTES = 32 * 1024 * 1024
 
 
@@ -42,39 +59,91 @@ def _open(table_dir: Path) -> Any:
 
 
 def compact(table_dir: Path) -> None:
-    """Merge small fragments into fragments of at most :data:`TARGET_ROWS` rows.
+    """Merge small fragments into fragments of about :data:`TARGET_ROWS` rows.
 
-    Call it *before* indexing new rows: fragments no index covers yet are rewritten
-    without remapping any index. Only for the writer (under the writer lock).
+    One compaction call writes each task's output as a single fragment, however many
+    rows it merges, so calls are capped at ``TARGET_ROWS`` source rows and repeated
+    until nothing is left to merge: fragments stay small enough for bounded index
+    builds. Call it *before* indexing new rows: fragments no index covers yet are
+    rewritten without remapping any index. Only for the writer (under the writer lock).
     """
+    for _ in range(_MAX_COMPACTIONS):
+        metrics = _open(table_dir).optimize.compact_files(
+            target_rows_per_fragment=TARGET_ROWS,
+            max_source_rows=TARGET_ROWS,
+            materialize_deletions=False,
+            num_threads=1,
+        )
+        if metrics.fragments_removed <= 1:
+            break
+    # A run of small fragments over the cap is left alone by capped calls: merge it.
     _open(table_dir).optimize.compact_files(
-        target_rows_per_fragment=TARGET_ROWS,
-        materialize_deletions=False,
-        num_threads=1,
+        target_rows_per_fragment=TARGET_ROWS, materialize_deletions=False, num_threads=1
     )
+
+
+def index_fts(table_dir: Path, index_name: str, column: str, *, rebuild: bool = False) -> None:
+    """Full-text index the fragments the index does not cover yet (every fragment when
+    ``rebuild`` or when there is no index), in segments of about :data:`GROUP_ROWS`
+    rows built one at a time, then publish them in one commit. Segments of a rebuild
+    replace the ones covering the same fragments; readers see the old index until then.
+    """
+    ds = _open(table_dir)
+    fts = next((ix for ix in ds.describe_indices() if ix.name == index_name), None)
+    covered: set[int] = set()
+    if fts is not None and not rebuild:
+        for seg in fts.segments:
+            covered.update(seg.fragment_ids)
+    groups: list[list[int]] = []
+    rows = GROUP_ROWS
+    for frag in ds.get_fragments():
+        if frag.fragment_id in covered:
+            continue
+        if rows >= GROUP_ROWS:
+            groups.append([])
+            rows = 0
+        groups[-1].append(frag.fragment_id)
+        rows += frag.count_rows()
+    if not groups:
+        return
+    segments = [
+        ds.create_index_uncommitted(
+            column, "INVERTED", name=index_name, fragment_ids=group, replace=True, **FTS_PARAMS
+        )
+        for group in groups
+    ]
+    ds.commit_existing_index_segments(index_name, column, segments)
 
 
 def update_indexes(
     table_dir: Path,
     *,
     fts_index: str,
+    fts_column: str,
     scalar_indexes: list[str],
     retention_seconds: float,
     delete_unverified: bool,
 ) -> FtsShape:
-    """Index new rows (a delta segment for the full-text index; the small scalar
-    indexes are merged), then drop versions older than the retention.
+    """Index new rows (new full-text segments via :func:`index_fts`, created if
+    missing; the small scalar indexes are merged), then drop versions older than the
+    retention.
 
     Only for the writer (under the writer lock). Returns the shape of the full-text
     index afterwards, so the caller can decide on a rebuild.
     """
-    ds = _open(table_dir)
-    present = {ix.name for ix in ds.describe_indices()}
-    if fts_index in present:
-        ds.optimize.optimize_indices(index_names=[fts_index], num_indices_to_merge=0)
+    if _open(table_dir).count_rows():
+        index_fts(table_dir, fts_index, fts_column)
+    present = {ix.name for ix in _open(table_dir).describe_indices()}
     scalars = [name for name in scalar_indexes if name in present]
     if scalars:
         _open(table_dir).optimize.optimize_indices(index_names=scalars)
+    return cleanup(table_dir, fts_index, retention_seconds, delete_unverified)
+
+
+def cleanup(
+    table_dir: Path, fts_index: str, retention_seconds: float, delete_unverified: bool
+) -> FtsShape:
+    """Drop versions older than the retention; return the full-text index's shape."""
     ds = _open(table_dir)
     fts = next((ix for ix in ds.describe_indices() if ix.name == fts_index), None)
     ds.cleanup_old_versions(
@@ -83,21 +152,28 @@ def update_indexes(
         error_if_tagged_old_versions=False,
     )
     if fts is None:
-        return FtsShape(0, 0, 0)
-    live = {f.fragment_id for f in ds.get_fragments()}
+        return FtsShape(0, 0, 0, 0)
+    fragments = ds.get_fragments()
+    live = {f.fragment_id for f in fragments}
     dead = [seg for seg in fts.segments if not live.intersection(seg.fragment_ids)]
     dead_bytes = sum(int(seg.size_bytes or 0) for seg in dead)
-    return FtsShape(len(fts.segments), dead_bytes, int(fts.total_size_bytes or 0) - dead_bytes)
+    fresh = -(-sum(f.count_rows() for f in fragments) // GROUP_ROWS)  # a rebuild's count
+    return FtsShape(
+        len(fts.segments), dead_bytes, int(fts.total_size_bytes or 0) - dead_bytes, fresh
+    )
 
 
 class FtsShape(NamedTuple):
-    """Segments of the full-text index, and the bytes of those that cover only rows
-    that no longer exist (``dead_bytes``) and of the rest (``live_bytes``)."""
+    """Segments of the full-text index, the bytes of those that cover only rows that
+    no longer exist (``dead_bytes``) and of the rest (``live_bytes``), and how many
+    segments a rebuild would make (``fresh_segments``)."""
 
     segments: int
     dead_bytes: int
     live_bytes: int
+    fresh_segments: int
 
     def needs_rebuild(self) -> bool:
-        """Too many segments, or a third of the index dead: rebuild from scratch."""
-        return self.segments > MAX_FTS_SEGMENTS or 2 * self.dead_bytes > self.live_bytes
+        """Segments piled up, or a third of the index dead: rebuild from scratch."""
+        too_many = self.segments > 2 * self.fresh_segments + MAX_FTS_SEGMENTS
+        return too_many or 2 * self.dead_bytes > self.live_bytes

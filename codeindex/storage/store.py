@@ -25,12 +25,11 @@ from typing import Any
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import FTS, BTree
+from lancedb.index import BTree
 
 from codeindex.errors import BadCursorError, CodeIndexError
 from codeindex.memory import trim
 from codeindex.storage import maintenance
-from codeindex.storage.maintenance import FtsShape
 from codeindex.storage.schema import (
     CHUNKS,
     FILES,
@@ -52,7 +51,6 @@ HIT_COLUMNS = ["id", "path", "language", "symbol", "kind", "start_line", "end_li
 _IN_BATCH = 500  # max keys per IN (...) filter
 _INDEX_CACHE_BYTES = 64 * 1024 * 1024
 _METADATA_CACHE_BYTES = 32 * 1024 * 1024
-_FTS_BUILD_MB = 256
 FTS_INDEX = "search_text_idx"
 _SCALAR_COLUMNS = ("id", "path", "content_hash")  # id: merge_insert joins use it
 
@@ -402,12 +400,11 @@ class Store:
 
     # ---------------------------------------------------------- maintenance
     def ensure_indexes(self) -> None:
-        """Create the FTS and scalar indexes once the table has rows."""
+        """Create the scalar indexes once the table has rows (the full-text index is
+        built by :meth:`optimize`, in bounded segments)."""
         if self.chunks.count_rows() == 0:
             return
         names = {ix.name for ix in self.chunks.list_indices()}
-        if FTS_INDEX not in names:
-            self._build_fts()
         for col in _SCALAR_COLUMNS:
             if f"{col}_idx" not in names:
                 self.chunks.create_index(col, config=BTree(), name=f"{col}_idx")
@@ -425,28 +422,25 @@ class Store:
         ``delete_unverified`` also removes data files no version references (what a
         killed writer leaves behind); only safe under the writer lock."""
         table_dir = self.index_dir / f"{CHUNKS}.lance"
-
-        def update_indexes(scalars: list[str]) -> FtsShape:
-            shape = maintenance.update_indexes(
-                table_dir,
-                fts_index=FTS_INDEX,
-                scalar_indexes=scalars,
-                retention_seconds=retention_seconds,
-                delete_unverified=delete_unverified,
-            )
-            self.chunks.checkout_latest()  # committed outside this handle
-            return shape
-
         if self.chunks.count_rows():
             # Compact first: the new rows' fragments are not indexed yet, so merging
             # them remaps no index.
             maintenance.compact(table_dir)
-            self.chunks.checkout_latest()
+            self.chunks.checkout_latest()  # committed outside this handle
             self.ensure_indexes()
-        if update_indexes([f"{col}_idx" for col in _SCALAR_COLUMNS]).needs_rebuild():
-            log.info("rebuilding the full-text index")
-            self._build_fts(replace=True)
-            update_indexes([])
+        shape = maintenance.update_indexes(
+            table_dir,
+            fts_index=FTS_INDEX,
+            fts_column="search_text",
+            scalar_indexes=[f"{col}_idx" for col in _SCALAR_COLUMNS],
+            retention_seconds=retention_seconds,
+            delete_unverified=delete_unverified,
+        )
+        if shape.needs_rebuild():
+            log.info("rebuilding the full-text index (%s)", shape)
+            maintenance.index_fts(table_dir, FTS_INDEX, "search_text", rebuild=True)
+            maintenance.cleanup(table_dir, FTS_INDEX, retention_seconds, delete_unverified)
+        self.chunks.checkout_latest()
         keep = timedelta(seconds=max(0.0, retention_seconds))
         with warnings.catch_warnings():
             # Retention 0 is a deliberate setting (tests, single-process use).
@@ -454,15 +448,6 @@ class Store:
             for table in (self.files, self.meta):  # small tables, no full-text index
                 table.optimize(cleanup_older_than=keep, delete_unverified=delete_unverified)
         trim()  # compaction frees a lot; hand it back to the OS
-
-    def _build_fts(self, replace: bool = False) -> None:
-        # Bound the build: unbounded, building over a 2 GB file's chunks took GBs.
-        self.chunks.create_index(
-            "search_text",
-            config=FTS(memory_limit=_FTS_BUILD_MB),
-            name=FTS_INDEX,
-            replace=replace,
-        )
 
     def optimize_meta(self, retention_seconds: float) -> None:
         """Compact the tiny meta table (written on every run) so its versions stay few."""
