@@ -573,7 +573,7 @@ class Pipeline:
                 trim()  # hand the batch's activations back before the next page
                 pages += 1
                 if pages % _OPTIMIZE_EVERY_PAGES == 0:
-                    self.store.optimize(self.settings.version_retention_seconds)
+                    self.store.optimize(self.settings.version_retention_seconds, rebuild=False)
                     trim()
                 if self.governor.pressure() != Pressure.NORMAL:
                     release_caches()

@@ -413,12 +413,17 @@ class Store:
         }:
             self.files.create_index("path", config=BTree(), name="path_idx")
 
-    def optimize(self, retention_seconds: float, delete_unverified: bool = False) -> None:
+    def optimize(
+        self, retention_seconds: float, delete_unverified: bool = False, *, rebuild: bool = True
+    ) -> None:
         """Compact fragments, fold new rows into the indexes, drop old versions.
 
+        ``rebuild=False`` never rebuilds the full-text index (mid-run calls: a run
+        that is still rewriting rows would only make more of it dead again).
+
         Memory is bounded by the change, not the table (see
-        :mod:`codeindex.storage.maintenance`); a full-text index that has gathered too
-        many segments is rebuilt under the build memory limit.
+        :mod:`codeindex.storage.maintenance`); a full-text index with too many segments
+        or too much of it dead is rebuilt, group by group.
         ``delete_unverified`` also removes data files no version references (what a
         killed writer leaves behind); only safe under the writer lock."""
         table_dir = self.index_dir / f"{CHUNKS}.lance"
@@ -436,7 +441,7 @@ class Store:
             retention_seconds=retention_seconds,
             delete_unverified=delete_unverified,
         )
-        if shape.needs_rebuild():
+        if rebuild and shape.needs_rebuild():
             log.info("rebuilding the full-text index (%s)", shape)
             maintenance.index_fts(table_dir, FTS_INDEX, "search_text", rebuild=True)
             maintenance.cleanup(table_dir, FTS_INDEX, retention_seconds, delete_unverified)
