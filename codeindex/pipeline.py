@@ -208,6 +208,7 @@ class Pipeline:
         self._buf_chunks: list[tuple[Chunk, int]] = []  # (chunk, priority)
         self._buf_paths: list[str] = []  # files whose chunks are swapped atomically
         self._buf_new: list[tuple[Chunk, int]] = []  # chunks of new files: appended
+        self._buf_new_records: list[FileRecord] = []  # their records: appended too
 
     # ------------------------------------------------------------ entry
     def run(
@@ -386,10 +387,11 @@ class Pipeline:
             return
         if isinstance(item, _Parsed):
             prio = file_priority(item.record.language, item.record.size, self.settings)
-            self._buf_records.append(item.record)
             if item.is_new and self.clean_start:
+                self._buf_new_records.append(item.record)
                 self._buf_new.extend((c, prio) for c in item.chunks)
             else:
+                self._buf_records.append(item.record)
                 self._buf_paths.append(item.record.path)
                 self._buf_chunks.extend((c, prio) for c in item.chunks)
             if item.is_new:
@@ -398,7 +400,7 @@ class Pipeline:
                 rep.updated += 1
             if (
                 len(self._buf_chunks) + len(self._buf_new) >= self.settings.write_batch_rows
-                or len(self._buf_records) >= _LOOKUP_BATCH
+                or len(self._buf_records) + len(self._buf_new_records) >= _LOOKUP_BATCH
             ):
                 self._flush()
         elif isinstance(item, _Touch):
@@ -425,7 +427,7 @@ class Pipeline:
     def _flush(self) -> None:
         """Write the buffer: one atomic chunk swap for changed files, one append for new
         files' chunks, then all their records (so a record never precedes its chunks)."""
-        if not self._buf_records and not self._buf_paths:
+        if not self._buf_records and not self._buf_paths and not self._buf_new_records:
             return
         chunks = self._buf_chunks
         if self._buf_paths:
@@ -433,9 +435,13 @@ class Pipeline:
             self.store.replace_files(self._buf_paths, rows)
         if self._buf_new:
             self.store.add_chunks(self._rows(self._buf_new, ordinals=None))
+        # New files after a clean run have no record yet: append, no join. (An upsert
+        # joins the whole files table, which has no index until the run's first
+        # compaction: its cost grew with the table through a first run.)
+        self.store.add_files(self._buf_new_records)
         self.store.upsert_files(self._buf_records)
         self.report.chunks_written += len(chunks) + len(self._buf_new)
-        self._buf_new = []
+        self._buf_new, self._buf_new_records = [], []
         self._flushes += 1
         if self._flushes % 16 == 0:
             trim()

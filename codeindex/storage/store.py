@@ -146,11 +146,23 @@ class Store:
                 out[r["path"]] = _record(r)
         return out
 
+    def add_files(self, records: Sequence[FileRecord]) -> None:
+        """Append records of files the table does not hold yet (no lookup, no join)."""
+        if records:
+            self.writes += 1
+            self.files.add(self._file_rows(records))
+
     def upsert_files(self, records: Sequence[FileRecord]) -> None:
         self.writes += 1
         if not records:
             return
-        data = pa.table(
+        self.files.merge_insert(
+            "path"
+        ).when_matched_update_all().when_not_matched_insert_all().execute(self._file_rows(records))
+
+    @staticmethod
+    def _file_rows(records: Sequence[FileRecord]) -> pa.Table:
+        return pa.table(
             {
                 "path": [r.path for r in records],
                 "size": [r.size for r in records],
@@ -164,9 +176,6 @@ class Store:
             },
             schema=FILES_SCHEMA,
         )
-        self.files.merge_insert(
-            "path"
-        ).when_matched_update_all().when_not_matched_insert_all().execute(data)
 
     def iter_file_paths(self, page_size: int = 5000) -> Iterator[str]:
         """Every path in the files table, paged (pinned to one table version)."""
