@@ -76,6 +76,7 @@ class IndexReport:
     chunks_embedded: int = 0
     chunks_reused: int = 0
     seconds: float = 0.0
+    ingest_seconds: float = 0.0  # reading, chunking and writing, before upkeep/embedding
     peak_rss_bytes: int = 0
     interrupted: bool = False
     smallest_batch_size: int = 0
@@ -92,6 +93,7 @@ class IndexReport:
             "chunks_embedded": self.chunks_embedded,
             "chunks_reused": self.chunks_reused,
             "seconds": round(self.seconds, 3),
+            "ingest_seconds": round(self.ingest_seconds, 3),
             "peak_rss_bytes": self.peak_rss_bytes,
             "interrupted": self.interrupted,
         }
@@ -222,6 +224,7 @@ class Pipeline:
         self._reuse = self.store.count_with_vectors() > 0
         try:
             self._ingest(paths)
+            self.report.ingest_seconds = time.perf_counter() - t0
             if not self.stop.is_set():
                 self._delete_missing(paths)
             # After Ctrl-C the user is waiting: everything written is already committed
