@@ -16,12 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from codeindex.chunking.tokens import (
-    TokenCounter,
-    heuristic_prefix_end,
-    heuristic_token_count,
-    token_budget,
-)
+from codeindex.chunking.tokens import TokenCounter, heuristic_token_count, token_budget
 from codeindex.config import Settings
 from codeindex.types import Chunk
 
@@ -95,14 +90,8 @@ class LineWindower:
         # An additive counter (the heuristic, the WordPiece counter) gives a window's
         # count as the sum of its lines' counts: no second pass. Any other counter (a
         # test's strict counter) is re-checked on the joined text.
-        self._additive = self.count is heuristic_token_count or bool(
-            getattr(self.count, "additive", False)
-        )
-        self._prefix_end = (
-            heuristic_prefix_end
-            if self.count is heuristic_token_count
-            else getattr(self.count, "prefix_end", None)
-        )
+        self._additive = bool(getattr(self.count, "additive", False))
+        self._prefix_end = getattr(self.count, "prefix_end", None)
         self._buf: list[str] = []
         self._start = 0
         self._chars = 0

@@ -35,17 +35,6 @@ SPECIAL_TOKENS = 2
 _PIECE = re.compile(r"[A-Za-z0-9_]{1,4}|[^\sA-Za-z0-9_]")
 
 
-def heuristic_token_count(text: str) -> int:
-    """Rough estimate of the word pieces in ``text`` (no special tokens).
-
-    Contract: deterministic, cheap (one regex pass), and additive over lines —
-    ``count(a + "\\n" + b) == count(a) + count(b)`` — because no piece spans
-    whitespace. Chunkers rely on that additivity to count each line once.
-    """
-    # subn counts matches without building a list of them (faster than findall).
-    return _PIECE.subn("", text)[1]
-
-
 @functools.lru_cache(maxsize=8)
 def _prefix_pattern(budget: int) -> re.Pattern[str]:
     # Up to `budget` pieces, tokenized exactly as _PIECE scans (atomic/possessive, so
@@ -53,15 +42,33 @@ def _prefix_pattern(budget: int) -> re.Pattern[str]:
     return re.compile(rf"(?:\s*+(?>[A-Za-z0-9_]{{1,4}}|[^\sA-Za-z0-9_])){{1,{budget}}}")
 
 
-def heuristic_prefix_end(text: str, pos: int, budget: int) -> int:
-    """End of the longest run of ``text[pos:]`` that holds at most ``budget`` pieces by
-    :func:`heuristic_token_count`; ``len(text)`` when only whitespace is left.
+class _HeuristicCounter:
+    """Rough estimate of the word pieces in a text (no special tokens).
 
-    ``pos`` must be 0 or a previous return value, so piece boundaries line up. One
-    regex match instead of a binary search of counts: long minified lines stay cheap.
+    Contract: deterministic, cheap (one regex pass), and additive over lines —
+    ``count(a + "\\n" + b) == count(a) + count(b)`` — because no piece spans
+    whitespace. Chunkers rely on that additivity to count each line once.
     """
-    match = _prefix_pattern(max(1, budget)).match(text, pos)
-    return match.end() if match else len(text)
+
+    additive = True
+
+    def __call__(self, text: str) -> int:
+        # subn counts matches without building a list of them (faster than findall).
+        return _PIECE.subn("", text)[1]
+
+    def prefix_end(self, text: str, pos: int, budget: int) -> int:
+        """End of the longest run of ``text[pos:]`` that holds at most ``budget`` pieces;
+        ``len(text)`` when only whitespace is left.
+
+        ``pos`` must be 0 or a previous return value, so piece boundaries line up. One
+        regex match instead of a binary search of counts: long minified lines stay cheap.
+        """
+        match = _prefix_pattern(max(1, budget)).match(text, pos)
+        return match.end() if match else len(text)
+
+
+heuristic_token_count = _HeuristicCounter()
+"""The default :data:`TokenCounter` where no model is involved (see the class)."""
 
 
 def token_budget(settings: Settings) -> int:

@@ -133,8 +133,7 @@ def update_indexes(
     Only for the writer (under the writer lock). Returns the shape of the full-text
     index afterwards, so the caller can decide on a rebuild.
     """
-    if _open(table_dir).count_rows():
-        index_fts(table_dir, fts_index, fts_column)
+    index_fts(table_dir, fts_index, fts_column)  # nothing to do on an empty table
     present = {ix.name for ix in _open(table_dir).describe_indices()}
     scalars = [name for name in scalar_indexes if name in present]
     if scalars:
