@@ -33,7 +33,7 @@ from codeindex.config import Settings
 from codeindex.embedding import Embedder, EmbedError
 from codeindex.languages import DATA_LANGUAGES
 from codeindex.memory import Governor, Pressure, peak_rss_bytes, release_caches, trim
-from codeindex.storage import Store
+from codeindex.storage import FileSnapshot, Store
 from codeindex.storage.schema import chunks_schema, search_text
 from codeindex.types import Chunk, FileRecord, Skipped, SkipReason, SourceFile
 
@@ -200,6 +200,7 @@ class Pipeline:
         self._flushes = 0
         self._abort = threading.Event()  # writer failed: the reader must stop too
         self._seen = array.array("Q")
+        self._known = FileSnapshot(None)  # set by _ingest
         # Directories discovery could not list: files indexed under them are kept.
         self._protected_prefixes: list[str] = []
         self._dim = embedder.dimension
@@ -255,6 +256,9 @@ class Pipeline:
             yield rel if item is None else item
 
     def _ingest(self, paths: Iterable[str] | None) -> None:
+        # Every discovered path is looked up once, against the files table as it was
+        # when the run started (its own writes cannot change an answer).
+        self._known = self.store.file_snapshot()
         q: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_ITEMS)
         self.progress.phase("scanning", None)
         errors: list[BaseException] = []
@@ -283,6 +287,7 @@ class Pipeline:
                 with contextlib.suppress(queue.Empty):
                     q.get(timeout=0.1)
             reader.join()
+            self._known = FileSnapshot(None)  # drop the pinned handle and its caches
         if errors:
             raise errors[0]
 
@@ -306,7 +311,7 @@ class Pipeline:
 
     def _classify(self, batch: list[SourceFile | Skipped | str], q: queue.Queue) -> None:
         paths = [it if isinstance(it, str) else it.path for it in batch]
-        known = self.store.get_files(paths)
+        known = self._known.get(paths)
         for item in batch:
             if self.stop.is_set() or self._abort.is_set():
                 return

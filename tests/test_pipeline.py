@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from codeindex.embedding import EmbedError, FakeEmbedder
 from codeindex.service import CodeIndex
+from codeindex.storage import store as store_module
 from tests.conftest import INDEXABLE, fake_settings
 
 
@@ -45,6 +47,39 @@ def test_rerun_unchanged_embeds_nothing(fake_index: CodeIndex) -> None:
     assert (rep.added, rep.updated, rep.deleted) == (0, 0, 0)
     assert rep.unchanged == len(INDEXABLE) + 1  # + the skipped binary
     assert rep.chunks_embedded == 0 and emb.texts_embedded == before
+
+
+def test_lookups_read_the_files_table_as_the_run_found_it(
+    sample_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's lookups never scan what the run itself appended: a first run makes none,
+    a later one reads the version it started from."""
+    looked_up: list[int] = []
+    real_lookup = store_module._lookup_files
+
+    def counting(table, paths):
+        looked_up.append(table.version)
+        return real_lookup(table, paths)
+
+    monkeypatch.setattr(store_module, "_lookup_files", counting)
+    ci = CodeIndex(fake_settings(sample_repo), embedder=FakeEmbedder())
+    assert ci.index().added == len(INDEXABLE)
+    assert looked_up == []  # empty table at the start: nothing to look up
+
+    (sample_repo / "new_module.py").write_text("def brand_new():\n    return 1\n")
+    start = ci._open_store().files_version()
+    rep = ci.index()
+    assert rep.added == 1 and rep.unchanged == len(INDEXABLE) + 1
+    assert looked_up and set(looked_up) == {start}
+
+
+def test_file_snapshot_does_not_see_later_writes(fake_index: CodeIndex) -> None:
+    store = fake_index._open_store()
+    snap = store.file_snapshot()
+    old = snap.get(["auth/tokens.py"])["auth/tokens.py"]
+    store.upsert_files([dataclasses.replace(old, path="later.py")])
+    assert snap.get(["later.py", "auth/tokens.py"]).keys() == {"auth/tokens.py"}
+    assert store.get_files(["later.py"])["later.py"].content_hash == old.content_hash
 
 
 def test_touch_without_content_change_embeds_nothing(fake_index: CodeIndex) -> None:
