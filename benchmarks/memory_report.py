@@ -96,7 +96,12 @@ def make_cgroup(limit_bytes: int) -> tuple[Path | None, str]:
 
 
 def plot(
-    series: list[tuple[str, list]], title: str, path: Path, note: str, hline: float | None = None
+    series: list[tuple[str, list]],
+    title: str,
+    path: Path,
+    note: str,
+    hline: float | None = None,
+    xlabel: str = "seconds",
 ) -> None:
     import matplotlib
 
@@ -109,7 +114,7 @@ def plot(
             ax.plot([t for t, _ in samples], [r / MIB for _, r in samples], label=label)
     if hline:
         ax.axhline(hline / MIB, color="red", linestyle="--", linewidth=1, label="limit")
-    ax.set_xlabel("seconds")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("RSS (MiB)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -233,6 +238,26 @@ def main() -> int:
             path = Path(args.results) / f"{name}.json"
             if path.exists():
                 data[name] = json.loads(path.read_text())
+        series = data.get("mcp_soak", {}).get("results", {}).get("rss_series")
+        if series:
+            plot(
+                [("MCP server", series)],
+                "MCP soak: server RSS over search_code calls (real model)",
+                img / "mcp_rss.png",
+                f"{data['mcp_soak']['machine']['date']} — "
+                f"`{data['mcp_soak']['machine']['command']}`",
+                xlabel="search_code calls",
+            )
+        cycles = data.get("watch_bench", {}).get("rss_per_cycle_mib")
+        if cycles:
+            plot(
+                [("watcher process", [(i + 1, mib * MIB) for i, mib in enumerate(cycles)])],
+                "Watch soak: RSS after each edit cycle (real model)",
+                img / "watch_rss.png",
+                f"{data['watch_bench']['machine']['date']} — "
+                f"`{data['watch_bench']['machine']['command']}`",
+                xlabel="edit cycles",
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     Path(args.results).mkdir(parents=True, exist_ok=True)
@@ -255,34 +280,69 @@ def main() -> int:
 
 
 def _soak_lines(data: dict) -> list[str]:
+    """The soaks, from the results files their own benchmarks wrote."""
     out = []
     mcp = data.get("mcp_soak")
     if mcp:
+        r, m = mcp["results"], mcp["machine"]
+        warm, end = r["after_warm_calls"], r["after_all_calls"]
+        growth = 100 * (end["rss_bytes"] - warm["rss_bytes"]) / warm["rss_bytes"]
+        lat = r["latency_ms"]
         out += [
             "## MCP soak",
             "",
-            "```json",
-            json.dumps(
-                {k: v for k, v in mcp.items() if not isinstance(v, list)}, indent=2, default=str
-            )[:3000],
-            "```",
+            f"`{m['command']}` ({m['date']}): {mcp['calls']:,} `search_code` calls through "
+            "a real MCP client over stdio against a server with the real model. Server "
+            "state after the warm-up calls and after the last call (each after a short "
+            "settle):",
+            "",
+            "| measure | after warm-up | after all calls | target |",
+            "|---|---|---|---|",
+            f"| RSS | {warm['rss_bytes'] / MIB:.1f} MiB | {end['rss_bytes'] / MIB:.1f} MiB "
+            f"(**{growth:+.2f}%**) | ≤ +2% |",
+            f"| open fds | {warm['open_fds']} | {end['open_fds']} | equal |",
+            f"| threads | {warm['threads']} | {end['threads']} | equal |",
+            "",
+            f"Errors: {r['errors']}. Latency p50/p95/p99: {lat['p50']}/{lat['p95']}/"
+            f"{lat['p99']} ms. First search answered {r['first_search_s']} s after spawn. "
+            f"Checks: {_checks(mcp['checks'])}.",
+            "",
+            "![MCP soak RSS](img/mcp_rss.png)",
             "",
         ]
     w = data.get("watch_bench")
     if w:
+        m, lat, idle, mem = w["machine"], w["latency"], w["idle"], w["memory"]
+        checks = w.get("pass", {})
         out += [
             "## Watch soak",
             "",
-            "```json",
-            json.dumps(
-                {k: v for k, v in w.items() if not isinstance(v, list)}, indent=2, default=str
-            )[:3000],
-            "```",
+            f"`{m['command']}` ({m['date']}): a watcher over {w['tree']['files']:,} files "
+            "indexed with the real model; edits are timed from the write until a search "
+            "returns the new text.",
+            "",
+            "| measure | value | target |",
+            "|---|---|---|",
+            f"| RSS over {mem['cycles']:,} edit cycles (median of the last 50 against "
+            f"cycles 100–150) | {mem['rss_after_warmup_mib']} → {mem['rss_final_mib']} MiB "
+            f"(**{mem['growth_pct']:+.2f}%**), max {mem['rss_max_mib']} MiB | ≤ +2% |",
+            f"| save → searchable p50 / p95 ({lat['edits']} edits) | {lat['p50_s']} / "
+            f"{lat['p95_s']} s | p95 ≤ 1 s |",
+            f"| idle CPU over {idle['seconds']} s | {idle['cpu_pct_of_one_core']}% of a core "
+            "| < 1% |",
+            "",
+            f"Checks: {_checks(checks)}.",
             "",
         ]
+        if w.get("rss_per_cycle_mib"):
+            out += ["![watch soak RSS](img/watch_rss.png)", ""]
     if not mcp and not w:
         out += ["## MCP and watch soaks", "", "Not run in this report (no results files).", ""]
     return out
+
+
+def _checks(checks: dict[str, bool]) -> str:
+    return ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in checks.items())
 
 
 def _ended(capped: bool, seconds: float) -> str:

@@ -291,6 +291,7 @@ def main() -> int:
         "latency": lat,
         "idle": idle,
         "memory": mem,
+        "rss_per_cycle_mib": [round(r / 2**20, 1) for r in rss],  # for the memory report
         "watcher_status": st,
         "targets": {
             "latency_p95_s": TARGET_P95_S,
