@@ -101,3 +101,19 @@ def test_segments_built_here_match_what_lancedb_would_build(tmp_path: Path) -> N
     assert params("by_us") == params("by_lancedb")
     hits = db.open_table("by_us").search("run", query_type="fts").limit(50).to_list()
     assert len(hits) == 50  # stemmed like LanceDB's own index: "run" finds "running"
+
+
+def test_upkeep_starts_from_empty_caches_and_the_store_keeps_working(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    _write(root, 40, "cached")
+    ci = CodeIndex(fake_settings(root), embedder=FakeEmbedder())
+    ci.index()
+    st = ci._open_store()
+    assert _hits(ci, "cached_function_7") == ["pkg/cached7.py"]
+    filled = st.session.size_bytes  # reads filled LanceDB's caches (indexes included)
+    st.drop_caches()
+    assert st.session.size_bytes < filled / 2  # only the reopened tables' manifests
+    _write(root, 1, "later")
+    assert ci.index().added == 1  # the same Store writes, compacts and reads on
+    assert _hits(ci, "later_function_0") == ["pkg/later0.py"]
+    assert _hits(ci, "cached_function_7") == ["pkg/cached7.py"]

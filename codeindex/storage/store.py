@@ -81,16 +81,10 @@ class Store:
                 gi.write_text("# codeindex data: never commit\n*\n")
         elif not index_exists(self.index_dir):
             raise CodeIndexError(f"no index at {self.index_dir}; run `codeindex index` first.")
-        interval = None if consistency_seconds is None else timedelta(seconds=consistency_seconds)
-        # LanceDB's default caches grow to gigabytes over many versions; bound them.
-        session = lancedb.Session(
-            index_cache_size_bytes=_INDEX_CACHE_BYTES,
-            metadata_cache_size_bytes=_METADATA_CACHE_BYTES,
+        self._interval = (
+            None if consistency_seconds is None else timedelta(seconds=consistency_seconds)
         )
-        self.session = session
-        self.db = lancedb.connect(
-            str(self.index_dir), read_consistency_interval=interval, session=session
-        )
+        self._connect()
         self._lock = threading.Lock()
         self.writes = 0  # commits made through this Store (callers skip no-op compaction)
         existing = set(self._list_tables())
@@ -101,9 +95,7 @@ class Store:
                 self.db.create_table(FILES, schema=FILES_SCHEMA)
             if CHUNKS not in existing:
                 self.db.create_table(CHUNKS, schema=chunks_schema(dimension))
-        self.meta = self.db.open_table(META)
-        self.files = self.db.open_table(FILES)
-        self.chunks = self.db.open_table(CHUNKS)
+        self._open_tables()
         self.opened_version = self.chunks.version
         # Every chunk column but the vector ones, as pending_chunks returns them.
         self._row_columns = [
@@ -115,6 +107,30 @@ class Store:
             # The service turns a mismatch into an "incompatible" state; keep the
             # stored dimension so reads still work.
             self.dimension = stored_dim
+
+    def _connect(self) -> None:
+        # LanceDB's default caches grow to gigabytes over many versions; bound them.
+        self.session = lancedb.Session(
+            index_cache_size_bytes=_INDEX_CACHE_BYTES,
+            metadata_cache_size_bytes=_METADATA_CACHE_BYTES,
+        )
+        self.db = lancedb.connect(
+            str(self.index_dir), read_consistency_interval=self._interval, session=self.session
+        )
+
+    def _open_tables(self) -> None:
+        self.meta = self.db.open_table(META)
+        self.files = self.db.open_table(FILES)
+        self.chunks = self.db.open_table(CHUNKS)
+
+    def drop_caches(self) -> None:
+        """Start a fresh LanceDB session: what the old one cached is freed once no
+        reader holds its tables (a reader in another thread keeps a working handle).
+        The caches fill to their bounds on a big table (about 95 MiB at 400,000 chunks)
+        and upkeep does not use them, so :meth:`optimize` starts with this."""
+        self._connect()
+        self._open_tables()
+        trim()
 
     def _list_tables(self) -> list[str]:
         res = self.db.list_tables()
@@ -445,6 +461,7 @@ class Store:
         ``delete_unverified`` also removes data files no version references (what a
         killed writer leaves behind); only safe under the writer lock."""
         table_dir = self.index_dir / f"{CHUNKS}.lance"
+        self.drop_caches()  # upkeep peaks above the steady state: make room first
         if self.chunks.count_rows():
             # Compact first: the new rows' fragments are not indexed yet, so merging
             # them remaps no index.
