@@ -160,7 +160,7 @@ def main() -> int:
     docs = Path(args.docs)
     img = docs / "img"
     m = machine()
-    note = f"{m['cores']} cores, {m['ram_gib']} GiB RAM, {m['date']} — `{m['command']}`"
+    note = _note(m)
     work = Path(tempfile.mkdtemp(prefix="codeindex-memrep-"))
     data: dict = {"machine": m}
     py = [sys.executable, "-m", "codeindex"]
@@ -244,8 +244,7 @@ def main() -> int:
                 [("MCP server", series)],
                 "MCP soak: server RSS over search_code calls (real model)",
                 img / "mcp_rss.png",
-                f"{data['mcp_soak']['machine']['date']} — "
-                f"`{data['mcp_soak']['machine']['command']}`",
+                _note(data["mcp_soak"]["machine"]),
                 xlabel="search_code calls",
             )
         cycles = data.get("watch_bench", {}).get("rss_per_cycle_mib")
@@ -254,8 +253,7 @@ def main() -> int:
                 [("watcher process", [(i + 1, mib * MIB) for i, mib in enumerate(cycles)])],
                 "Watch soak: RSS after each edit cycle (real model)",
                 img / "watch_rss.png",
-                f"{data['watch_bench']['machine']['date']} — "
-                f"`{data['watch_bench']['machine']['command']}`",
+                _note(data["watch_bench"]["machine"]),
                 xlabel="edit cycles",
             )
     finally:
@@ -339,6 +337,11 @@ def _soak_lines(data: dict) -> list[str]:
     if not mcp and not w:
         out += ["## MCP and watch soaks", "", "Not run in this report (no results files).", ""]
     return out
+
+
+def _note(m: dict) -> str:
+    """What each plot states: the machine, the date and the command."""
+    return f"{m['cores']} cores, {m['ram_gib']} GiB RAM, {m['date']} — `{m['command']}`"
 
 
 def _checks(checks: dict[str, bool]) -> str:
