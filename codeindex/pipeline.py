@@ -506,7 +506,7 @@ class Pipeline:
         pending = FileRecord(src.path, src.size, src.mtime_ns, "", src.language, 0, time.time())
         self.store.delete_chunks_of([src.path])
         self.store.upsert_files([pending])
-        count = 0
+        count = batches = 0
         batch: list[tuple[Chunk, int]] = []
         ordinals: list[int] = []
         try:
@@ -522,6 +522,9 @@ class Pipeline:
                         self.store.add_chunks(self._rows(batch, ordinals))
                         rep.chunks_written += len(batch)
                         batch, ordinals = [], []
+                        batches += 1
+                        if batches % 16 == 0:
+                            trim()  # as _flush does: keep RSS flat over a long stream
                         if self.stop.is_set():
                             return  # record stays incomplete: redone next run
                 if batch:
