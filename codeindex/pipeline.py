@@ -197,7 +197,7 @@ class Pipeline:
         # swap, which also removes orphans the killed run left.
         self.clean_start = clean_start
         self._reuse = True
-        self._flushes = 0
+        self._writes = 0  # write batches so far (every 16th trims the heap)
         self._abort = threading.Event()  # writer failed: the reader must stop too
         self._seen = array.array("Q")
         self._known = FileSnapshot(None)  # set by _ingest
@@ -450,10 +450,15 @@ class Pipeline:
         self.store.upsert_files(self._buf_records)
         self.report.chunks_written += len(chunks) + len(self._buf_new)
         self._buf_new, self._buf_new_records = [], []
-        self._flushes += 1
-        if self._flushes % 16 == 0:
-            trim()
+        self._wrote_batch()
         self._buf_records, self._buf_chunks, self._buf_paths = [], [], []
+
+    def _wrote_batch(self) -> None:
+        # Freed write buffers fragment the heap; give the pages back now and then, so RSS
+        # stays flat over many small files and over the batches of one streamed file.
+        self._writes += 1
+        if self._writes % 16 == 0:
+            trim()
 
     def _rows(self, chunks: list[tuple[Chunk, int]], ordinals: list[int] | None) -> pa.Table:
         reuse = (
@@ -506,7 +511,7 @@ class Pipeline:
         pending = FileRecord(src.path, src.size, src.mtime_ns, "", src.language, 0, time.time())
         self.store.delete_chunks_of([src.path])
         self.store.upsert_files([pending])
-        count = batches = 0
+        count = 0
         batch: list[tuple[Chunk, int]] = []
         ordinals: list[int] = []
         try:
@@ -522,9 +527,7 @@ class Pipeline:
                         self.store.add_chunks(self._rows(batch, ordinals))
                         rep.chunks_written += len(batch)
                         batch, ordinals = [], []
-                        batches += 1
-                        if batches % 16 == 0:
-                            trim()  # as _flush does: keep RSS flat over a long stream
+                        self._wrote_batch()
                         if self.stop.is_set():
                             return  # record stays incomplete: redone next run
                 if batch:
