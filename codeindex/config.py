@@ -32,6 +32,9 @@ class Settings:
     # --- model / embedding (enforced in embedding.py) ---
     model: str = DEFAULT_MODEL  # model id, or a local path to a sentence-transformers model
     device: str = "auto"  # "auto", "cpu", "cuda"
+    # "auto": codeindex's builtin BERT encoder when the model allows, else the
+    # sentence-transformers library; "builtin" / "sentence-transformers" force one.
+    encoder: str = "auto"
     max_batch_size: int = 64  # upper bound; the memory governor may pick less
     embed_memory_mb: int = 128  # activation budget of one embedding batch (governor)
     min_batch_size: int = 1
@@ -84,6 +87,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+ENCODERS = ("auto", "builtin", "sentence-transformers")
 _TUNABLE = {f.name: f for f in fields(Settings) if f.name not in ("root", "index_dir", "sources")}
 
 
@@ -182,4 +186,9 @@ def load_settings(
     settings = Settings(root=root_path, index_dir=idx_path, sources=sources, **values)
     if settings.max_batch_size < 1 or settings.max_chunk_tokens < 16:
         raise ConfigError("max_batch_size must be ≥ 1 and max_chunk_tokens ≥ 16.")
+    if settings.encoder not in ENCODERS:
+        raise ConfigError(
+            f"{sources.get('encoder')}: encoder = {settings.encoder!r} is not one of "
+            f"{', '.join(ENCODERS)}."
+        )
     return settings

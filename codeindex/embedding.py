@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from codeindex.config import DEFAULT_MODEL, Settings
+from codeindex.config import DEFAULT_MODEL, ENCODERS, Settings
 from codeindex.errors import CodeIndexError
 from codeindex.memory import Governor, release_caches
 
@@ -222,14 +222,49 @@ class FakeEmbedder:
         return out
 
 
-class SentenceTransformerEmbedder:
-    """The real model, loaded lazily from a local path (never the network)."""
+class _LibraryModel:
+    """sentence-transformers' SentenceTransformer behind the ``encode(texts)`` interface
+    of :class:`codeindex.bert.BertEncoder`."""
 
-    def __init__(self, model: str, device: str = "auto", governor: Governor | None = None):
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(
+            texts,
+            batch_size=len(texts),
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model directory, loaded lazily from a local path (never
+    the network).
+
+    ``encoder`` picks what runs it: ``builtin`` is codeindex's own BERT forward pass
+    (:mod:`codeindex.bert`; same vectors, about 190 MiB less resident memory because
+    the sentence-transformers stack is never imported), ``sentence-transformers`` the
+    library, ``auto`` the builtin one whenever the directory's layout allows it.
+    ``backend`` says which one loaded.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        device: str = "auto",
+        governor: Governor | None = None,
+        encoder: str = "auto",
+    ):
+        if encoder not in ENCODERS:
+            raise CodeIndexError(f"encoder {encoder!r} is not one of {', '.join(ENCODERS)}.")
         self.model_id = model
         self.path = _model_path(model)
         self.dimension = 384 if model == DEFAULT_MODEL else self._read_dimension()
         self.device_setting = device
+        self.encoder = encoder
+        self.backend: str | None = None  # "builtin" or "sentence-transformers" once loaded
         self.governor = governor or Governor()
         self._model = None
         self._counter: Callable[[str], int] | None = None
@@ -294,28 +329,51 @@ class SentenceTransformerEmbedder:
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             t0 = time.perf_counter()
             import torch
-            import transformers
-            from sentence_transformers import SentenceTransformer
-
-            # stdout/stderr belong to our front ends (and MCP's protocol): no bars.
-            transformers.utils.logging.disable_progress_bar()
-            transformers.utils.logging.set_verbosity_error()
 
             device = self.device_setting
             if device == "auto":
                 device = "cuda" if torch.cuda.is_available() else "cpu"
-            model = SentenceTransformer(str(self.path), device=device)
-            if device.startswith("cuda"):
-                # fp16 halves activation memory; MiniLM's normalised embeddings are
-                # stable in half precision. Batches are sized from device memory.
-                model = model.half()
+            # fp16 on a GPU halves activation memory; MiniLM's normalised embeddings are
+            # stable in half precision. Batches are sized from device memory.
+            half = device.startswith("cuda")
+            model: Any = None
+            if self.encoder != "sentence-transformers":
+                from codeindex.bert import BertEncoder, layout_problem
+
+                problem = layout_problem(self.path)
+                if problem is None:
+                    model = BertEncoder(self.path, device=device, half=half)
+                    self.backend = "builtin"
+                elif self.encoder == "builtin":
+                    raise CodeIndexError(
+                        f"the builtin encoder cannot run the model at {self.path}: {problem}; "
+                        "set encoder = 'auto' or 'sentence-transformers'."
+                    )
+            if model is None:
+                model = _LibraryModel(self._load_library(device, half))
+                self.backend = "sentence-transformers"
+            if half:
                 self.governor.device = device
             self._model = model
             self.loads += 1
             log.info(
-                "model %s loaded on %s in %.1fs", self.model_id, device, time.perf_counter() - t0
+                "model %s loaded on %s (%s encoder) in %.1fs",
+                self.model_id,
+                device,
+                self.backend,
+                time.perf_counter() - t0,
             )
         return self._model
+
+    def _load_library(self, device: str, half: bool) -> Any:
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        # stdout/stderr belong to our front ends (and MCP's protocol): no bars.
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        model = SentenceTransformer(str(self.path), device=device)
+        return model.half() if half else model
 
     def unload(self) -> bool:
         """Drop the model (idle unload); the next embed reloads it. True if it was loaded."""
@@ -367,13 +425,7 @@ class SentenceTransformerEmbedder:
         import torch
 
         with torch.inference_mode():
-            vecs = model.encode(
-                batch,
-                batch_size=len(batch),
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
+            vecs = model.encode(batch)
         return np.asarray(vecs, dtype=np.float32)
 
 
@@ -475,6 +527,8 @@ def get_embedder(settings: Settings) -> Embedder:
                     min_batch=settings.min_batch_size,
                     batch_budget_mb=settings.embed_memory_mb,
                 )
-                emb = SentenceTransformerEmbedder(settings.model, settings.device, gov)
+                emb = SentenceTransformerEmbedder(
+                    settings.model, settings.device, gov, encoder=settings.encoder
+                )
             _shared[key] = emb
         return emb

@@ -1,0 +1,152 @@
+"""The builtin BERT encoder: same vectors as sentence-transformers, chosen only for the
+layout it runs, and never importing the library it replaces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codeindex.bert import BertEncoder, layout_problem
+from codeindex.config import DEFAULT_MODEL, load_settings
+from codeindex.embedding import SentenceTransformerEmbedder, bundled_model_path
+from codeindex.errors import CodeIndexError, ConfigError
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "sample_repo"
+
+pytestmark = pytest.mark.model
+
+
+def _texts() -> list[str]:
+    texts = []
+    for path in sorted(FIXTURE.rglob("*")):
+        if path.is_file() and path.suffix in {".py", ".go", ".ts", ".rs", ".md", ".js"}:
+            body = path.read_text(encoding="utf-8", errors="replace")
+            texts += [body[i : i + 700] for i in range(0, len(body), 700)]
+    return texts + [
+        "",
+        "x",
+        "  leading and trailing whitespace \n\n",
+        "naïve café — 中文 🙂 Ünïcödé " * 20,
+        "def f(x):\n    return x + 1\n" * 200,  # far over 256 word pieces: truncated
+    ]
+
+
+@pytest.fixture(scope="module")
+def library_model():
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(bundled_model_path()), device="cpu")
+
+
+def test_builtin_vectors_equal_the_library(library_model) -> None:
+    texts = _texts()
+    enc = BertEncoder(bundled_model_path())
+    ours = np.concatenate([enc.encode(texts[i : i + 16]) for i in range(0, len(texts), 16)])
+    theirs = library_model.encode(texts, batch_size=16, normalize_embeddings=True)
+    assert ours.dtype == np.float32 and ours.shape == theirs.shape
+    assert np.abs(ours - theirs).max() < 1e-5
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_builtin_truncates_like_the_library(library_model) -> None:
+    long = "alpha beta gamma " * 400
+    enc = BertEncoder(bundled_model_path())
+    ids = enc.tokenizer.encode_batch([long])[0].ids
+    assert len(ids) == 256 == library_model.max_seq_length
+    # Text past the window changes nothing, for both.
+    a, b = enc.encode([long, long + " omega" * 100])
+    assert np.abs(a - b).max() < 1e-6
+
+
+def _copy_model(dest: Path) -> Path:
+    """A copy of the bundled model directory (the weights linked, not copied)."""
+    src = bundled_model_path()
+    dest.mkdir()
+    for item in src.iterdir():
+        if item.is_dir():
+            shutil.copytree(item, dest / item.name)
+        elif item.name == "model.safetensors":
+            (dest / item.name).symlink_to(item)
+        else:
+            shutil.copy(item, dest / item.name)
+    return dest
+
+
+def test_layout_problems_name_the_reason(tmp_path: Path) -> None:
+    assert layout_problem(bundled_model_path()) is None
+    cls_pooling = _copy_model(tmp_path / "cls")
+    cfg = json.loads((cls_pooling / "1_Pooling" / "config.json").read_text())
+    cfg.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    (cls_pooling / "1_Pooling" / "config.json").write_text(json.dumps(cfg))
+    assert "pooling" in layout_problem(cls_pooling)
+    no_weights = _copy_model(tmp_path / "noweights")
+    (no_weights / "model.safetensors").unlink()
+    assert "model.safetensors" in layout_problem(no_weights)
+    not_bert = _copy_model(tmp_path / "notbert")
+    cfg = json.loads((not_bert / "config.json").read_text())
+    (not_bert / "config.json").write_text(json.dumps(cfg | {"model_type": "roberta"}))
+    assert "BERT" in layout_problem(not_bert)
+    assert BertEncoder.load(not_bert) is None
+
+
+def test_auto_falls_back_to_the_library_and_builtin_refuses(tmp_path: Path) -> None:
+    model = _copy_model(tmp_path / "cls")
+    cfg = json.loads((model / "1_Pooling" / "config.json").read_text())
+    cfg.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    (model / "1_Pooling" / "config.json").write_text(json.dumps(cfg))
+
+    auto = SentenceTransformerEmbedder(str(model), device="cpu")
+    vec = auto.embed(["def validate_jwt(token): ..."])
+    assert auto.backend == "sentence-transformers" and vec.shape == (1, 384)
+
+    forced = SentenceTransformerEmbedder(str(model), device="cpu", encoder="builtin")
+    with pytest.raises(CodeIndexError, match="builtin encoder cannot run.*pooling"):
+        forced.embed(["x"])
+
+    default = SentenceTransformerEmbedder(DEFAULT_MODEL, device="cpu")
+    library = SentenceTransformerEmbedder(
+        DEFAULT_MODEL, device="cpu", encoder="sentence-transformers"
+    )
+    texts = _texts()[:20]
+    a, b = default.embed(texts), library.embed(texts)
+    assert (default.backend, library.backend) == ("builtin", "sentence-transformers")
+    assert np.abs(a - b).max() < 1e-5
+
+
+_CHILD = """
+import json, sys
+from codeindex.config import load_settings
+from codeindex.embedding import get_embedder
+emb = get_embedder(load_settings(sys.argv[1], env={}))
+emb.embed(["def validate_jwt(token): ..."])
+heavy = sorted(m for m in ("sentence_transformers", "transformers", "scipy", "sklearn", "sympy")
+               if m in sys.modules)
+print(json.dumps({"backend": emb.backend, "heavy": heavy}))
+"""
+
+
+def test_default_model_never_imports_the_library_stack() -> None:
+    """The memory the builtin encoder saves is the modules it never imports."""
+    res = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(FIXTURE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out == {"backend": "builtin", "heavy": []}
+
+
+def test_encoder_setting_is_validated(tmp_path: Path) -> None:
+    assert load_settings(tmp_path, env={}).encoder == "auto"
+    env = {"CODEINDEX_ENCODER": "sentence-transformers"}
+    assert load_settings(tmp_path, env=env).encoder == "sentence-transformers"
+    with pytest.raises(ConfigError, match="encoder = 'onnx' is not one of"):
+        load_settings(tmp_path, env={"CODEINDEX_ENCODER": "onnx"})
