@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -221,3 +222,51 @@ def test_leftover_temp_files_are_cleaned_on_next_run(fake_index: CodeIndex) -> N
         for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("codeindex-*")
         if p.stat().st_uid == os.getuid() and p.is_file()
     ]
+
+
+_THREADS_CHILD = r"""
+import json, os, sys, threading
+import psutil
+from codeindex.embedding import FakeEmbedder
+from codeindex.service import CodeIndex
+from tests.conftest import fake_settings
+ci = CodeIndex(fake_settings(sys.argv[1]), embedder=FakeEmbedder())
+ci.index()
+peak = 0
+def search():
+    global peak
+    for q in ("validate token", "rate limit", "parse csv", "lru cache") * 3:
+        ci.search(q, k=5)
+        peak = max(peak, psutil.Process().num_threads())
+workers = [threading.Thread(target=search) for _ in range(4)]
+for w in workers: w.start()
+for w in workers: w.join()
+print(json.dumps({"io_threads": os.environ["LANCE_IO_THREADS"], "threads": peak}))
+"""
+
+
+def _threads_run(root: Path, io_threads: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "LANCE_IO_THREADS"}
+    if io_threads is not None:
+        env["LANCE_IO_THREADS"] = io_threads
+    shutil.rmtree(root / ".codeindex", ignore_errors=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _THREADS_CHILD, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_lance_io_threads_are_bounded_unless_the_user_sets_them(sample_repo: Path) -> None:
+    """codeindex caps Lance's I/O pools (each thread costs RSS); the cap takes effect
+    (fewer threads than with wide pools) and a user's own LANCE_IO_THREADS wins."""
+    bounded = _threads_run(sample_repo, None)
+    assert bounded["io_threads"] == str(max(1, min(4, os.cpu_count() or 1)))
+    wide = _threads_run(sample_repo, "32")
+    assert wide["io_threads"] == "32"
+    assert bounded["threads"] < wide["threads"], (bounded, wide)
