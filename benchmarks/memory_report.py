@@ -345,6 +345,10 @@ def _note(m: dict) -> str:
     return f"{m['cores']} cores, {m['ram_gib']} GiB RAM, {m['date']} — `{m['command']}`"
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
 def _checks(checks: dict[str, bool]) -> str:
     return ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in checks.items())
 
@@ -373,7 +377,9 @@ def render(d: dict, args) -> str:
             f"{args.files} generated source files plus data files of {args.big_mb} MB "
             f"and a {args.line_mb:.0f} MB single-line file. Peak RSS (sampled): "
             f"**{r['peak_rss'] / MIB:.0f} MiB**; process peak from the report: "
-            f"{rep.get('peak_rss_bytes', 0) / MIB:.0f} MiB. Target ≤ 1.0 GB.",
+            f"{rep.get('peak_rss_bytes', 0) / MIB:.0f} MiB "
+            f"({rep.get('peak_rss_bytes', 0) / 1e9:.3f} GB). Target ≤ 1.0 GB: "
+            f"{_met(rep.get('peak_rss_bytes', 0) <= 1e9)}.",
             "",
             f"The run was {_ended(r['capped'], args.index_seconds)} "
             f"(exit {r['rc']}): {rep.get('chunks_embedded', '?')} chunks embedded, "
@@ -421,7 +427,8 @@ def render(d: dict, args) -> str:
                 else "While it streamed "
             )
             + f"RSS had a median of {f['median'] / MIB:.0f} MiB and a max deviation of "
-            f"**{f['max_dev_pct']}%** after the first 20% (target ±2%).",
+            f"**{f['max_dev_pct']}%** after the first 20% (target ±2%: "
+            f"{_met(f['max_dev_pct'] <= 2)}).",
             "",
             "![stream RSS](img/stream_rss.png)",
             "",
