@@ -1,8 +1,8 @@
 """Embedding: the one shared model per process, and a deterministic fake for tests.
 
-Only this module imports torch / sentence-transformers, and only when a real model
-is first used, so commands that do not embed (``--help``, ``status``,
-``list-files``) never pay for importing torch.
+Only this module imports torch / sentence-transformers (and :mod:`codeindex.bert`,
+which imports torch), and only when a real model is first used, so commands that do
+not embed (``--help``, ``status``, ``list-files``) never pay for importing torch.
 
 Contract of every Embedder:
 * ``embed(texts)`` returns float32 numpy of shape (len(texts), dimension), L2-normalised,
