@@ -243,12 +243,28 @@ def tune_allocator(arenas: int = 2, mmap_threshold: int = 256 * 1024) -> bool:
       heap, where they fragment. Fixed at 256 KiB, large blocks are mapped and go back
       to the OS when freed — measured, peak RSS of a real-model index of 400 files
       976 → 861 MB.
+    * Route Arrow's allocations through malloc (unless ``ARROW_DEFAULT_MEMORY_POOL`` is
+      set): pyarrow's own allocator keeps freed pages and grows in steps, so every
+      batch handed to LanceDB left memory behind that neither the mmap threshold nor
+      :func:`trim` could return — measured, streaming a 512 MB file: median RSS
+      296 → 239 MiB, and flat (a 2 GB file had a one-time step of +20 MiB before).
     """
     libc = _libc()
     if libc is None or not hasattr(libc, "mallopt"):
         return False
+    _arrow_uses_malloc()
     ok = bool(libc.mallopt(_M_ARENA_MAX, arenas))
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and ok
+
+
+def _arrow_uses_malloc() -> None:
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return  # the user's choice
+    # pyarrow reads the variable on import (and its child processes inherit it)...
+    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:  # ...or it is already imported: later allocations use malloc
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def trim() -> None:

@@ -270,3 +270,52 @@ def test_lance_io_threads_are_bounded_unless_the_user_sets_them(sample_repo: Pat
     wide = _threads_run(sample_repo, "32")
     assert wide["io_threads"] == "32"
     assert bounded["threads"] < wide["threads"], (bounded, wide)
+
+
+_ARROW_POOL_CHILD = r"""
+import json, sys
+if sys.argv[2] == "late":
+    import pyarrow  # imported before the allocator is tuned
+from codeindex.memory import tune_allocator
+tune_allocator()
+import pyarrow as pa
+from codeindex.embedding import FakeEmbedder
+from codeindex.service import CodeIndex
+from tests.conftest import fake_settings
+ci = CodeIndex(fake_settings(sys.argv[1]), embedder=FakeEmbedder())
+ci.index()
+assert ci.search("validate token", k=3)["results"]
+print(json.dumps({"pool": pa.default_memory_pool().backend_name,
+                  "mimalloc_peak": pa.mimalloc_memory_pool().max_memory()}))
+"""
+
+
+def _arrow_pool_run(root: Path, order: str, pool: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if pool is not None:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = pool
+    shutil.rmtree(root / ".codeindex", ignore_errors=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _ARROW_POOL_CHILD, str(root), order],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_tuned_processes_allocate_arrow_memory_with_malloc(sample_repo: Path) -> None:
+    """After tune_allocator, Arrow's buffers come from malloc (whose freed pages go back
+    to the OS), whether pyarrow was imported before or after; nothing of a whole index
+    and search passes through pyarrow's own allocator; a user's choice of pool wins."""
+    for order in ("early", "late"):
+        got = _arrow_pool_run(sample_repo, order, None)
+        assert got["pool"] == "system", (order, got)
+        if order == "early":
+            assert got["mimalloc_peak"] == 0, got
+    chosen = _arrow_pool_run(sample_repo, "early", "mimalloc")
+    assert chosen["pool"] == "mimalloc"
+    assert chosen["mimalloc_peak"] > 0, chosen
