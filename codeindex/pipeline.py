@@ -527,7 +527,9 @@ class Pipeline:
                         self.store.add_chunks(self._rows(batch, ordinals))
                         rep.chunks_written += len(batch)
                         batch, ordinals = [], []
-                        self._wrote_batch()
+                        # Each batch frees its buffers: give the pages back at once,
+                        # so RSS holds level through the whole file.
+                        trim()
                         if self.stop.is_set():
                             return  # record stays incomplete: redone next run
                 if batch:
