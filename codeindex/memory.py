@@ -247,7 +247,7 @@ def tune_allocator(arenas: int = 2, mmap_threshold: int = 256 * 1024) -> bool:
       set): pyarrow's own allocator keeps freed pages and grows in steps, so every
       batch handed to LanceDB left memory behind that neither the mmap threshold nor
       :func:`trim` could return — measured, streaming a 512 MB file: median RSS
-      296 → 239 MiB, and flat (a 2 GB file had a one-time step of +20 MiB before).
+      296 → 239 MiB, and the one-time step of about +20 MiB a 2 GB file showed is gone.
     """
     libc = _libc()
     if libc is None or not hasattr(libc, "mallopt"):
