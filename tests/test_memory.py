@@ -245,13 +245,15 @@ print(json.dumps({"io_threads": os.environ["LANCE_IO_THREADS"], "threads": peak}
 """
 
 
-def _threads_run(root: Path, io_threads: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "LANCE_IO_THREADS"}
-    if io_threads is not None:
-        env["LANCE_IO_THREADS"] = io_threads
+def _child_run(script: str, root: Path, *args: str, env_name: str, value: str | None) -> dict:
+    """Run ``script`` in a fresh interpreter on a fresh index of ``root``, with
+    ``env_name`` set to ``value`` (or unset); return the JSON of its last line."""
+    env = {k: v for k, v in os.environ.items() if k != env_name}
+    if value is not None:
+        env[env_name] = value
     shutil.rmtree(root / ".codeindex", ignore_errors=True)
     res = subprocess.run(
-        [sys.executable, "-c", _THREADS_CHILD, str(root)],
+        [sys.executable, "-c", script, str(root), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -260,6 +262,10 @@ def _threads_run(root: Path, io_threads: str | None) -> dict:
     )
     assert res.returncode == 0, res.stderr[-2000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _threads_run(root: Path, io_threads: str | None) -> dict:
+    return _child_run(_THREADS_CHILD, root, env_name="LANCE_IO_THREADS", value=io_threads)
 
 
 def test_lance_io_threads_are_bounded_unless_the_user_sets_them(sample_repo: Path) -> None:
@@ -291,20 +297,9 @@ print(json.dumps({"pool": pa.default_memory_pool().backend_name,
 
 
 def _arrow_pool_run(root: Path, order: str, pool: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    if pool is not None:
-        env["ARROW_DEFAULT_MEMORY_POOL"] = pool
-    shutil.rmtree(root / ".codeindex", ignore_errors=True)
-    res = subprocess.run(
-        [sys.executable, "-c", _ARROW_POOL_CHILD, str(root), order],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
+    return _child_run(
+        _ARROW_POOL_CHILD, root, order, env_name="ARROW_DEFAULT_MEMORY_POOL", value=pool
     )
-    assert res.returncode == 0, res.stderr[-2000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def test_tuned_processes_allocate_arrow_memory_with_malloc(sample_repo: Path) -> None:
