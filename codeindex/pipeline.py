@@ -165,6 +165,12 @@ class _Touch:  # content unchanged, only metadata (mtime) differs
     record: FileRecord
 
 
+@dataclass
+class _Streamed:  # progress of one streamed file
+    count: int = 0
+    digest: str | None = None  # set once the whole file was read
+
+
 _DONE = object()
 
 
@@ -455,7 +461,7 @@ class Pipeline:
 
     def _wrote_batch(self) -> None:
         # Freed write buffers fragment the heap; give the pages back now and then, so RSS
-        # stays flat over many small files and over the batches of one streamed file.
+        # stays flat over many small files.
         self._writes += 1
         if self._writes % 16 == 0:
             trim()
@@ -503,45 +509,22 @@ class Pipeline:
         )
 
     def _stream(self, item: _Stream) -> None:
-        """A big file: never read whole. Chunks are appended in bounded batches; the
-        file's record is marked incomplete first and completed last."""
+        """A big file: never read whole. Its chunks go to the store as one streamed
+        append, built in bounded batches while it writes; the file's record is marked
+        incomplete first and completed last."""
         src = item.source
         rep = self.report
-        prio = file_priority(src.language, src.size, self.settings)
         pending = FileRecord(src.path, src.size, src.mtime_ns, "", src.language, 0, time.time())
         self.store.delete_chunks_of([src.path])
         self.store.upsert_files([pending])
-        count = 0
-        batch: list[tuple[Chunk, int]] = []
-        ordinals: list[int] = []
+        done = _Streamed()
         try:
-            with open(src.abs_path, "rb") as raw:
-                reader = _HashingReader(raw)
-                for chunk in chunking.chunk_stream(
-                    src.path, reader, src.language, self.settings, self._count_tokens
-                ):
-                    batch.append((chunk, prio))
-                    ordinals.append(count)
-                    count += 1
-                    if len(batch) >= self.settings.write_batch_rows:
-                        self.store.add_chunks(self._rows(batch, ordinals))
-                        rep.chunks_written += len(batch)
-                        batch, ordinals = [], []
-                        # Each batch frees its buffers: give the pages back at once,
-                        # so RSS holds level through the whole file.
-                        trim()
-                        if self.stop.is_set():
-                            return  # record stays incomplete: redone next run
-                if batch:
-                    self.store.add_chunks(self._rows(batch, ordinals))
-                    rep.chunks_written += len(batch)
-                digest = reader.hexdigest()
+            self.store.append_stream(self._stream_batches(src, done))
         except FileNotFoundError:
             self.store.delete_paths([src.path])
             rep.skipped[SkipReason.VANISHED] = rep.skipped.get(SkipReason.VANISHED, 0) + 1
             return
-        except OSError as exc:
-            self.store.delete_chunks_of([src.path])
+        except OSError as exc:  # the failed append committed nothing
             self.store.upsert_files(
                 [
                     FileRecord(
@@ -554,11 +537,42 @@ class Pipeline:
                 {"path": src.path, "reason": SkipReason.UNREADABLE, "detail": str(exc)}
             )
             return
-        self.store.upsert_files([_replace(pending, content_hash=digest, chunk_count=count)])
+        if done.digest is None:
+            return  # stopped: the record stays incomplete, so the next run redoes it
+        record = _replace(pending, content_hash=done.digest, chunk_count=done.count)
+        self.store.upsert_files([record])
         if item.is_new:
             rep.added += 1
         else:
             rep.updated += 1
+
+    def _stream_batches(self, src: SourceFile, done: _Streamed) -> Iterator[pa.RecordBatch]:
+        """The chunks of a streamed file, ``write_batch_rows`` at a time. Sets
+        ``done.digest`` once the whole file was read (not when stopped early)."""
+        prio = file_priority(src.language, src.size, self.settings)
+        batch: list[tuple[Chunk, int]] = []
+        ordinals: list[int] = []
+        with open(src.abs_path, "rb") as raw:
+            reader = _HashingReader(raw)
+            for chunk in chunking.chunk_stream(
+                src.path, reader, src.language, self.settings, self._count_tokens
+            ):
+                batch.append((chunk, prio))
+                ordinals.append(done.count)
+                done.count += 1
+                if len(batch) >= self.settings.write_batch_rows:
+                    yield from self._rows(batch, ordinals).to_batches()
+                    self.report.chunks_written += len(batch)
+                    batch, ordinals = [], []
+                    # Each batch frees its buffers: give the pages back at once, so
+                    # RSS holds level through the whole file.
+                    trim()
+                    if self.stop.is_set():
+                        return
+            if batch:
+                yield from self._rows(batch, ordinals).to_batches()
+                self.report.chunks_written += len(batch)
+            done.digest = reader.hexdigest()
 
     def _delete_missing(self, paths: Iterable[str] | None) -> None:
         """Whole-root runs: remove indexed files that discovery no longer yields."""

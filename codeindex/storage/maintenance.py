@@ -1,4 +1,5 @@
-"""Compaction and index upkeep of the chunks table, in memory bounded by the change.
+"""Compaction and index upkeep of the chunks table, in memory bounded by the change,
+and the one-commit append of a streamed big file.
 
 LanceDB's ``Table.optimize()`` compacts with fixed options and merges every index
 into one: it rewrites any fragment under a million rows together with new ones, and
@@ -48,6 +49,10 @@ FTS_PARAMS: dict[str, Any] = {
     "ascii_folding": True,
 }
 _CACHE_BYTES = 32 * 1024 * 1024
+# Column data a streamed append buffers before writing pages (the writer's default is
+# 8 MiB per column, ~120 MiB for the chunks table). 512 MB streamed, RSS spread over
+# the stream: 4 MiB → 1.4%, 1 MiB → 1.3% (pages that small only slow reads).
+STREAM_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 def _open(table_dir: Path) -> Any:
@@ -57,6 +62,29 @@ def _open(table_dir: Path) -> Any:
 
     return lance.dataset(
         str(table_dir), index_cache_size_bytes=_CACHE_BYTES, metadata_cache_size_bytes=_CACHE_BYTES
+    )
+
+
+def append_stream(table_dir: Path, reader: Any) -> None:
+    """Append every batch of ``reader`` (a ``pyarrow.RecordBatchReader`` with the
+    table's schema) in ONE commit, pulling batches as it writes them.
+
+    Memory stays at one batch plus :data:`STREAM_BUFFER_BYTES` however many batches
+    come, and rows go into fragments of :data:`TARGET_ROWS` (what compaction makes).
+    One commit per batch instead would grow the manifest by a fragment per batch and
+    copy it on every commit: measured over a 512 MB file, RSS crept and swung by
+    ±3 MiB, and 227 MB of manifests piled up until the next cleanup. An error commits
+    nothing, and Lance removes the files it had written. Only for the writer (under
+    the writer lock).
+    """
+    import lance
+
+    lance.write_dataset(
+        reader,
+        _open(table_dir),
+        mode="append",
+        max_rows_per_file=TARGET_ROWS,
+        data_cache_bytes=STREAM_BUFFER_BYTES,
     )
 
 

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -304,7 +304,7 @@ class Store:
         )
 
     def add_chunks(self, rows: pa.Table) -> None:
-        """Append rows (streamed big files write in several bounded batches).
+        """Append rows in one commit.
 
         Handed over as a stream of record batches, which LanceDB writes as they come:
         a table goes through its vector checks first, which copy it (measured, peak
@@ -314,6 +314,36 @@ class Store:
         self.writes += 1
         if rows.num_rows:
             self.chunks.add(pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches()))
+
+    def append_stream(self, batches: Iterable[pa.RecordBatch]) -> None:
+        """Append a big file's chunks, batch by batch as ``batches`` yields them, in ONE
+        commit (see :func:`maintenance.append_stream`): memory stays at one batch.
+
+        Batches must match the chunks schema. An exception raised by ``batches``
+        propagates as itself; nothing is committed, and Lance removes the data files it
+        had written (a kill leaves them to the next start's cleanup)."""
+        self.writes += 1
+        raised: list[BaseException] = []
+
+        def pulled() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from batches
+            except BaseException as exc:
+                raised.append(exc)  # Lance reports it as a generic OSError
+                raise
+
+        schema = chunks_schema(self.dimension)
+        try:
+            maintenance.append_stream(
+                self.index_dir / f"{CHUNKS}.lance",
+                pa.RecordBatchReader.from_batches(schema, pulled()),
+            )
+        except BaseException:
+            if raised:
+                raise raised[0] from None
+            raise
+        finally:
+            self.chunks.checkout_latest()  # committed outside this handle
 
     def delete_paths(self, paths: Sequence[str]) -> None:
         """Remove files and their chunks."""

@@ -1,0 +1,128 @@
+"""A streamed big file is appended in one commit, batch by batch as it is read.
+
+One commit per batch grew the table's manifest by a fragment per batch and copied it
+on every commit, so RSS crept over a 2 GB file and old manifests piled up on disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import lance
+import pyarrow as pa
+import pytest
+
+from codeindex.embedding import FakeEmbedder
+from codeindex.service import CodeIndex
+from codeindex.storage import Store, maintenance
+from codeindex.storage.schema import chunks_schema
+from tests.conftest import fake_settings
+
+DIM = 8
+
+
+def _batch(start: int, rows: int) -> pa.RecordBatch:
+    ids = range(start, start + rows)
+    return pa.RecordBatch.from_pydict(
+        {
+            "id": [f"c{i}" for i in ids],
+            "path": ["huge.txt"] * rows,
+            "language": ["text"] * rows,
+            "symbol": [""] * rows,
+            "kind": ["block"] * rows,
+            "start_line": list(ids),
+            "end_line": list(ids),
+            "text": [f"line {i}" for i in ids],
+            "search_text": [f"line {i}" for i in ids],
+            "content_hash": [f"h{i}" for i in ids],
+            "priority": pa.array([2] * rows, pa.int8()),
+            "embed_error": [""] * rows,
+            "has_vector": [False] * rows,
+            "vector": pa.array([None] * rows, pa.list_(pa.float32(), DIM)),
+        },
+        schema=chunks_schema(DIM),
+    )
+
+
+def _batches(total: int, size: int = 4096) -> Iterator[pa.RecordBatch]:
+    for start in range(0, total, size):
+        yield _batch(start, min(size, total - start))
+
+
+def _dataset(store: Store) -> lance.LanceDataset:
+    return lance.dataset(str(store.index_dir / "chunks.lance"))
+
+
+def _data_files(store: Store) -> set[str]:
+    return {p.name for p in (store.index_dir / "chunks.lance" / "data").iterdir()}
+
+
+def test_stream_is_one_commit_in_fragments_of_target_rows(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ix", DIM, create=True)
+    total = maintenance.TARGET_ROWS + 1000
+    before = _dataset(store).version
+    store.append_stream(_batches(total))
+    ds = _dataset(store)
+    assert ds.version == before + 1  # one commit for 9 batches
+    assert [f.count_rows() for f in ds.get_fragments()] == [maintenance.TARGET_ROWS, 1000]
+    assert store.count_chunks() == total  # the writer's own handle sees the commit
+    assert store.chunks_of("huge.txt", limit=1)
+
+
+def test_failed_stream_commits_nothing_and_leaves_no_files(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ix", DIM, create=True)
+    store.append_stream(_batches(100))
+    version, kept = _dataset(store).version, _data_files(store)
+
+    def vanishing() -> Iterator[pa.RecordBatch]:
+        # Three fragments' rows, so finished data files were on disk before the error.
+        yield from _batches(3 * maintenance.TARGET_ROWS)
+        raise FileNotFoundError("huge.txt vanished")
+
+    with pytest.raises(FileNotFoundError, match="vanished"):  # itself, not Lance's error
+        store.append_stream(vanishing())
+    assert _dataset(store).version == version
+    assert store.count_chunks() == 100
+    assert _data_files(store) == kept
+
+
+class _CtrlCMidFile(FakeEmbedder):
+    """Presses Ctrl-C (sets ``stop``) once the chunker has counted ``after`` chunks'
+    tokens: the stream notices at its next batch boundary."""
+
+    def __init__(self, stop: threading.Event, after: int) -> None:
+        super().__init__()
+        self.stop, self.after, self.calls = stop, after, 0
+
+    def count_tokens(self, text: str) -> int:
+        self.calls += 1
+        if self.calls >= self.after:
+            self.stop.set()
+        return super().count_tokens(text)
+
+
+def test_stopped_stream_keeps_what_it_wrote_and_the_next_run_completes_it(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    lines = [f"record_{i:06d} = value_{i}" for i in range(20_000)]
+    (root / "big.txt").write_text("\n".join(lines) + "\n")
+    settings = fake_settings(root, stream_threshold_mb=0.05, write_batch_rows=64)
+    stop = threading.Event()
+    first = CodeIndex(settings, embedder=_CtrlCMidFile(stop, after=200))
+    rep = first.index(embed=False, stop=stop)
+    assert rep.interrupted
+    store = first._open_store()
+    assert store.get_files(["big.txt"])["big.txt"].content_hash == ""  # incomplete
+    partial = store.count_chunks()
+    assert partial > 0  # what it wrote before the stop is kept
+
+    ci = CodeIndex(settings, embedder=FakeEmbedder())
+    assert not ci.index(embed=False).interrupted
+    store = ci._open_store()
+    rec = store.get_files(["big.txt"])["big.txt"]
+    assert rec.content_hash and rec.chunk_count > partial
+    assert store.count_chunks() == rec.chunk_count  # the redo replaced the partial rows
