@@ -126,3 +126,22 @@ def test_stopped_stream_keeps_what_it_wrote_and_the_next_run_completes_it(
     rec = store.get_files(["big.txt"])["big.txt"]
     assert rec.content_hash and rec.chunk_count > partial
     assert store.count_chunks() == rec.chunk_count  # the redo replaced the partial rows
+
+
+def test_streamed_copy_reuses_the_stored_vectors_of_identical_chunks(tmp_path: Path) -> None:
+    # The stream's batches are built while Lance pulls them, and each one looks up
+    # stored vectors in the same table: the two must not block each other.
+    root = tmp_path / "tree"
+    root.mkdir()
+    text = "".join(f"record_{i:06d} = value_{i}\n" for i in range(20_000))
+    (root / "big.txt").write_text(text)
+    settings = fake_settings(root, stream_threshold_mb=0.05, write_batch_rows=64)
+    ci = CodeIndex(settings, embedder=FakeEmbedder())
+    first = ci.index()
+    assert first.chunks_embedded > 64 and not first.failed
+    (root / "copy.txt").write_text(text)
+    rep = ci.index()
+    assert rep.added == 1 and not rep.failed
+    assert rep.chunks_embedded == 0
+    assert rep.chunks_reused == first.chunks_embedded  # every chunk, from the lookup
+    assert ci._open_store().count_chunks("vector IS NULL") == 0

@@ -328,6 +328,8 @@ class Store:
         def pulled() -> Iterator[pa.RecordBatch]:
             try:
                 yield from batches
+            except GeneratorExit:
+                raise  # Lance stopped pulling: its own error, if any, is the one to see
             except BaseException as exc:
                 raised.append(exc)  # Lance reports it as a generic OSError
                 raise
