@@ -509,22 +509,23 @@ class Pipeline:
         )
 
     def _stream(self, item: _Stream) -> None:
-        """A big file: never read whole. Its chunks go to the store as one streamed
-        append, built in bounded batches while it writes; the file's record is marked
-        incomplete first and completed last."""
+        """A big file: never read whole. Its chunks replace the old ones as one
+        streamed append, built in bounded batches while it writes (unchanged chunks
+        keep their vectors); the file's record is marked incomplete first and
+        completed last."""
         src = item.source
         rep = self.report
         pending = FileRecord(src.path, src.size, src.mtime_ns, "", src.language, 0, time.time())
-        self.store.delete_chunks_of([src.path])
         self.store.upsert_files([pending])
         done = _Streamed()
         try:
-            self.store.append_stream(self._stream_batches(src, done))
+            self.store.replace_streamed(src.path, self._stream_batches(src, done))
         except FileNotFoundError:
             self.store.delete_paths([src.path])
             rep.skipped[SkipReason.VANISHED] = rep.skipped.get(SkipReason.VANISHED, 0) + 1
             return
-        except OSError as exc:  # the failed append committed nothing
+        except OSError as exc:  # nothing committed: drop the old chunks too
+            self.store.delete_chunks_of([src.path])
             self.store.upsert_files(
                 [
                     FileRecord(

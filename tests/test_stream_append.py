@@ -1,4 +1,5 @@
-"""A streamed big file is appended in one commit, batch by batch as it is read.
+"""A streamed big file is appended in one commit, batch by batch as it is read, and
+then replaces its old rows, whose vectors the new batches could still reuse.
 
 One commit per batch grew the table's manifest by a fragment per batch and copied it
 on every commit, so RSS crept over a 2 GB file and old manifests piled up on disk.
@@ -23,12 +24,12 @@ from tests.conftest import fake_settings
 DIM = 8
 
 
-def _batch(start: int, rows: int) -> pa.RecordBatch:
+def _batch(start: int, rows: int, path: str = "huge.txt") -> pa.RecordBatch:
     ids = range(start, start + rows)
     return pa.RecordBatch.from_pydict(
         {
-            "id": [f"c{i}" for i in ids],
-            "path": ["huge.txt"] * rows,
+            "id": [f"{path}:{i}" for i in ids],
+            "path": [path] * rows,
             "language": ["text"] * rows,
             "symbol": [""] * rows,
             "kind": ["block"] * rows,
@@ -46,9 +47,9 @@ def _batch(start: int, rows: int) -> pa.RecordBatch:
     )
 
 
-def _batches(total: int, size: int = 4096) -> Iterator[pa.RecordBatch]:
+def _batches(total: int, size: int = 4096, path: str = "huge.txt") -> Iterator[pa.RecordBatch]:
     for start in range(0, total, size):
-        yield _batch(start, min(size, total - start))
+        yield _batch(start, min(size, total - start), path)
 
 
 def _dataset(store: Store) -> lance.LanceDataset:
@@ -63,17 +64,27 @@ def test_stream_is_one_commit_in_fragments_of_target_rows(tmp_path: Path) -> Non
     store = Store(tmp_path / "ix", DIM, create=True)
     total = maintenance.TARGET_ROWS + 1000
     before = _dataset(store).version
-    store.append_stream(_batches(total))
+    store.replace_streamed("huge.txt", _batches(total))
     ds = _dataset(store)
-    assert ds.version == before + 1  # one commit for 9 batches
+    assert ds.version - before <= 2  # the append and the old rows' delete, for 9 batches
     assert [f.count_rows() for f in ds.get_fragments()] == [maintenance.TARGET_ROWS, 1000]
     assert store.count_chunks() == total  # the writer's own handle sees the commit
     assert store.chunks_of("huge.txt", limit=1)
 
 
+def test_stream_replaces_only_the_old_rows_of_its_path(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ix", DIM, create=True)
+    store.replace_streamed("other.txt", _batches(300, path="other.txt"))
+    store.replace_streamed("huge.txt", _batches(5000))
+    store.replace_streamed("huge.txt", _batches(700, size=256))
+    assert store.count_chunks("path = 'huge.txt'") == 700
+    assert store.count_chunks("path = 'other.txt'") == 300
+    assert sorted(r["start_line"] for r in store.chunks_of("huge.txt")) == list(range(700))
+
+
 def test_failed_stream_commits_nothing_and_leaves_no_files(tmp_path: Path) -> None:
     store = Store(tmp_path / "ix", DIM, create=True)
-    store.append_stream(_batches(100))
+    store.replace_streamed("huge.txt", _batches(100))
     version, kept = _dataset(store).version, _data_files(store)
 
     def vanishing() -> Iterator[pa.RecordBatch]:
@@ -82,9 +93,9 @@ def test_failed_stream_commits_nothing_and_leaves_no_files(tmp_path: Path) -> No
         raise FileNotFoundError("huge.txt vanished")
 
     with pytest.raises(FileNotFoundError, match="vanished"):  # itself, not Lance's error
-        store.append_stream(vanishing())
+        store.replace_streamed("huge.txt", vanishing())
     assert _dataset(store).version == version
-    assert store.count_chunks() == 100
+    assert store.count_chunks() == 100  # the old rows stay
     assert _data_files(store) == kept
 
 
@@ -145,3 +156,24 @@ def test_streamed_copy_reuses_the_stored_vectors_of_identical_chunks(tmp_path: P
     assert rep.chunks_embedded == 0
     assert rep.chunks_reused == first.chunks_embedded  # every chunk, from the lookup
     assert ci._open_store().count_chunks("vector IS NULL") == 0
+
+
+def test_restreamed_file_keeps_the_vectors_of_its_unchanged_chunks(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    big = root / "big.txt"
+    big.write_text("".join(f"record_{i:06d} = value_{i}\n" for i in range(20_000)))
+    settings = fake_settings(root, stream_threshold_mb=0.05, write_batch_rows=64)
+    ci = CodeIndex(settings, embedder=FakeEmbedder())
+    first = ci.index()
+    assert first.chunks_embedded > 64 and not first.failed
+    with big.open("a") as f:
+        f.write("appended_marker_line = 1\n")
+    rep = ci.index()
+    assert rep.updated == 1 and not rep.failed
+    assert rep.chunks_embedded <= 2  # the changed last chunk (and a new one, if split)
+    assert rep.chunks_reused >= first.chunks_embedded - 1
+    store = ci._open_store()
+    assert store.count_chunks() == store.get_files(["big.txt"])["big.txt"].chunk_count
+    assert store.count_chunks("vector IS NULL") == 0
+    assert ci.search("appended_marker_line", k=1)["results"][0]["path"] == "big.txt"

@@ -65,9 +65,10 @@ def _open(table_dir: Path) -> Any:
     )
 
 
-def append_stream(table_dir: Path, reader: Any) -> None:
+def append_stream(table_dir: Path, reader: Any) -> int:
     """Append every batch of ``reader`` (a ``pyarrow.RecordBatchReader`` with the
-    table's schema) in ONE commit, pulling batches as it writes them.
+    table's schema) in ONE commit, pulling batches as it writes them. Returns a
+    fragment id: rows the table held before have lower ones, appended rows do not.
 
     Memory stays at one batch plus :data:`STREAM_BUFFER_BYTES` however many batches
     come, and rows go into fragments of :data:`TARGET_ROWS` (what compaction makes).
@@ -79,13 +80,17 @@ def append_stream(table_dir: Path, reader: Any) -> None:
     """
     import lance
 
+    ds = _open(table_dir)
+    # New fragments are numbered above every fragment the table ever had.
+    first_new = max((f.fragment_id for f in ds.get_fragments()), default=-1) + 1
     lance.write_dataset(
         reader,
-        _open(table_dir),
+        ds,
         mode="append",
         max_rows_per_file=TARGET_ROWS,
         data_cache_bytes=STREAM_BUFFER_BYTES,
     )
+    return first_new
 
 
 def compact(table_dir: Path) -> None:

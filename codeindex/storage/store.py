@@ -315,13 +315,17 @@ class Store:
         if rows.num_rows:
             self.chunks.add(pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches()))
 
-    def append_stream(self, batches: Iterable[pa.RecordBatch]) -> None:
-        """Append a big file's chunks, batch by batch as ``batches`` yields them, in ONE
-        commit (see :func:`maintenance.append_stream`): memory stays at one batch.
+    def replace_streamed(self, path: str, batches: Iterable[pa.RecordBatch]) -> None:
+        """Replace the chunks of ``path`` (a big file) with ``batches``, appended batch by
+        batch as they are yielded, in ONE commit (see :func:`maintenance.append_stream`):
+        memory stays at one batch. The old rows stay until that commit, so each batch
+        can still reuse their vectors; a second commit then deletes them (readers in
+        between see both, briefly). Ending ``batches`` early commits what they gave.
 
         Batches must match the chunks schema. An exception raised by ``batches``
-        propagates as itself; nothing is committed, and Lance removes the data files it
-        had written (a kill leaves them to the next start's cleanup)."""
+        propagates as itself; nothing is committed and the old rows stay, and Lance
+        removes the data files it had written (a kill leaves them to the next start's
+        cleanup)."""
         self.writes += 1
         raised: list[BaseException] = []
 
@@ -336,7 +340,7 @@ class Store:
 
         schema = chunks_schema(self.dimension)
         try:
-            maintenance.append_stream(
+            first_new = maintenance.append_stream(
                 self.index_dir / f"{CHUNKS}.lance",
                 pa.RecordBatchReader.from_batches(schema, pulled()),
             )
@@ -346,6 +350,9 @@ class Store:
             raise
         finally:
             self.chunks.checkout_latest()  # committed outside this handle
+        if first_new:  # else the table was empty: no old rows to scan for
+            # A row address is its fragment id << 32 | its offset in the fragment.
+            self.chunks.delete(f"{sql_in('path', [path])} AND _rowaddr < {first_new << 32}")
 
     def delete_paths(self, paths: Sequence[str]) -> None:
         """Remove files and their chunks."""
