@@ -136,10 +136,16 @@ def big_text_file(path: Path, megabytes: float, seed: int = 1) -> None:
 
 
 def single_line_file(path: Path, megabytes: float) -> None:
-    """A minified-bundle-like file: one line of ``megabytes`` MB."""
+    """A minified-bundle-like file: one line of ``megabytes`` MB.
+
+    Discovery skips minified text as ``generated`` by default; the benchmarks index this
+    file on purpose (to measure streaming one huge line), so a ``.codeindexignore``
+    negation next to it brings it back."""
     target = int(megabytes * 1024 * 1024)
     piece = "var a=function(b){return b*2};" * 100
     path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / ".codeindexignore", "a") as fh:
+        fh.write(f"!{path.name}\n")
     with open(path, "w") as fh:
         size = 0
         while size < target:

@@ -46,6 +46,11 @@ class Settings:
     # --- discovery (enforced in discovery.py) ---
     max_file_mb: float = 100.0  # larger files are skipped as too_large
     follow_symlinks: bool = True  # only ever inside the root
+    # False: lock files, minified bundles, source maps, SVGs and files marked generated
+    # are skipped as "generated" (a .codeindexignore "!pattern" brings one back).
+    # Not in options_hash: like ignore files it only changes which files are indexed,
+    # and the next run adds or drops exactly those files.
+    index_generated: bool = False
     # --- streaming (enforced in chunking/streaming.py via pipeline) ---
     stream_threshold_mb: float = 10.0  # files above this are streamed, never read whole
     read_buffer_bytes: int = 1 << 20

@@ -1,8 +1,14 @@
 """Discovery: stream the files under a root that are worth indexing.
 
 ``walk()`` yields metadata only (``SourceFile``) or a reason a file was seen but not
-indexed (``Skipped``). It never reads file contents except an 8 KiB sniff for NUL bytes,
-which is not retained. Per-file problems become ``Skipped`` values, never exceptions.
+indexed (``Skipped``). It never reads file contents except an 8 KiB sniff of each
+regular file (for NUL bytes and the shape of machine-written text), which is not
+retained. Per-file problems become ``Skipped`` values, never exceptions.
+
+Machine-written text (lock files, minified bundles, source maps, SVGs, files whose
+header says a tool wrote them) is yielded as ``Skipped(GENERATED)`` unless
+``settings.index_generated`` is set or a ``!negation`` in a ``.codeindexignore`` is the
+pattern that decides the file (see ``GENERATED_NAMES`` and ``generated_reason``).
 
 What is never yielded at all (not even as ``Skipped``):
 
@@ -40,8 +46,10 @@ caller diffing against the index must not treat files under it as deleted.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import posixpath
+import re
 import stat
 from collections import OrderedDict, deque
 from collections.abc import Iterator
@@ -56,10 +64,12 @@ from codeindex.types import Skipped, SkipReason, SourceFile
 
 __all__ = [
     "DENY_PATTERNS",
+    "GENERATED_NAMES",
     "IGNORE_FILENAMES",
     "SNIFF_BYTES",
     "IgnoreMatcher",
     "check_path",
+    "generated_reason",
     "resolve_inside_root",
     "walk",
 ]
@@ -110,6 +120,8 @@ _DENY_SPEC = GitIgnoreSpec.from_lines(DENY_PATTERNS)
 
 # Ignore files honoured in every directory, weakest first (later overrides earlier).
 IGNORE_FILENAMES: tuple[str, ...] = (".gitignore", ".codeindexignore")
+# The one whose ``!negation`` lines also bring back generated files.
+_CODEINDEXIGNORE = ".codeindexignore"
 
 # Bytes read from the head of a file to detect binaries (git uses the same heuristic).
 SNIFF_BYTES = 8192
@@ -119,6 +131,136 @@ SNIFF_BYTES = 8192
 DEFAULT_MATCHER_CACHE_DIRS = 1024
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+# --------------------------------------------------------------------------- generated text
+#
+# Machine-written text is noise in search results and can cost most of the embedding
+# time (in one real repository a uv.lock was 31% of all chunks). Every rule that marks a
+# file as generated lives in this section: first by name (no I/O), then by the shape of
+# the head already sniffed for NUL bytes (never more than SNIFF_BYTES). A match is
+# yielded as Skipped(GENERATED); ``settings.index_generated`` turns all of them off and a
+# ``!pattern`` in a .codeindexignore brings back the files it decides.
+
+# Base-name shapes (glob syntax, matched case-insensitively against the last path
+# component) and the reason each one is reported under.
+GENERATED_NAMES: tuple[tuple[str, str], ...] = (
+    # Dependency lock files: resolver output, thousands of near-identical entries (uv,
+    # Cargo, poetry, Gemfile, yarn, composer, Pipfile, flake, pdm, bun, deno, mix ...).
+    ("*.lock", "lock file"),
+    ("*.lockfile", "lock file"),  # gradle.lockfile
+    ("package-lock.json", "lock file"),  # npm
+    ("npm-shrinkwrap.json", "lock file"),  # npm
+    ("pnpm-lock.yaml", "lock file"),
+    ("packages.lock.json", "lock file"),  # NuGet
+    ("package.resolved", "lock file"),  # SwiftPM
+    (".terraform.lock.hcl", "lock file"),
+    ("go.sum", "lock file"),  # Go module checksums
+    ("go.work.sum", "lock file"),
+    # Minified bundles: whole programs squeezed onto a few lines.
+    ("*.min.js", "minified"),
+    ("*.min.mjs", "minified"),
+    ("*.min.css", "minified"),
+    ("*-min.js", "minified"),
+    ("*-min.css", "minified"),
+    # Source maps (app.js.map, site.css.map): JSON of base64 VLQ position mappings.
+    ("*.map", "source map"),
+    # SVG: XML of path coordinates, not code anyone searches for.
+    ("*.svg", "svg"),
+)
+_GENERATED_NAME_RES = tuple(
+    (re.compile(fnmatch.translate(glob)), glob, why) for glob, why in GENERATED_NAMES
+)
+# All of them in one regex: a name that matches none (nearly all) costs one call.
+_GENERATED_NAME_ANY = re.compile("|".join(fnmatch.translate(g) for g, _why in GENERATED_NAMES))
+
+# Minified text without a telling name (dist/app.js, one-line JSON dumps): the sniffed
+# head averages more than MINIFIED_AVG_LINE_BYTES bytes per line. Hand-written code and
+# prose average well under 100 (an embedded base64 blob in a source file barely moves
+# it); a head shorter than _MINIFIED_MIN_HEAD is not judged, so a small file with a long
+# line is kept.
+MINIFIED_AVG_LINE_BYTES = 500
+_MINIFIED_MIN_HEAD = 4096
+
+# A header saying a tool wrote the file: among the comment lines before the first line
+# of code (at most _MARKER_LINES lines), the "@generated" tag (Cargo, Buck, Relay) or a
+# line with "generated" and "do not edit"/"do not modify" (Go's "// Code generated ...
+# DO NOT EDIT.", protoc, most code generators). Code that merely mentions the phrase,
+# or a docstring, is not a comment before the first line of code, so it is kept.
+_MARKER_LINES = 40
+_LINE_COMMENTS = (b"#", b"//", b"--", b";", b"%", b"<?xml")  # <?xml: a prolog, not code
+_BLOCK_COMMENTS = ((b"/*", b"*/"), (b"<!--", b"-->"), (b"{-", b"-}"), (b"(*", b"*)"))
+
+
+def _generated_by_name(rel: str) -> str | None:
+    name = rel.rpartition("/")[2].lower()
+    if not _GENERATED_NAME_ANY.match(name):
+        return None
+    for regex, glob, why in _GENERATED_NAME_RES:
+        if regex.match(name):
+            return f"{why} ({glob})"
+    return None
+
+
+def _minified(head: bytes) -> str | None:
+    if len(head) < _MINIFIED_MIN_HEAD:
+        return None
+    lines = head.count(b"\n") + (not head.endswith(b"\n"))  # a cut last line counts
+    average = len(head) // lines
+    if average <= MINIFIED_AVG_LINE_BYTES:
+        return None
+    return f"minified ({average} bytes per line on average in the first {len(head)} bytes)"
+
+
+def _generated_marker(head: bytes) -> str | None:
+    if b"generated" not in head.lower():  # in every marker: a fast pre-check
+        return None
+    closing = b""  # end of the block comment we are in, if any
+    lines = head.removeprefix(b"\xef\xbb\xbf").split(b"\n", _MARKER_LINES)
+    for number, line in enumerate(lines[:_MARKER_LINES], start=1):
+        text = line.strip()
+        if closing:
+            if closing in text:
+                closing = b""
+        elif not text:
+            continue
+        else:
+            for opening, end in _BLOCK_COMMENTS:
+                if text.startswith(opening):
+                    closing = b"" if end in text[len(opening) :] else end
+                    break
+            else:
+                if not text.startswith(_LINE_COMMENTS):
+                    return None  # the first line of code: the header is over
+        low = text.lower()
+        if b"@generated" in low or (
+            b"generated" in low and (b"do not edit" in low or b"do not modify" in low)
+        ):
+            return f"generated marker (line {number}: {text[:80].decode('utf-8', 'replace')})"
+    return None
+
+
+def generated_reason(rel_path: str, head: bytes | None = None) -> str | None:
+    """Why a file looks machine-written ("lock file (*.lock)", "minified (...)", ...).
+
+    Judges the name of ``rel_path`` and, when given, ``head`` (the file's first
+    SNIFF_BYTES; longer input is cut there). None when no rule matches. Pure: no I/O, and
+    neither settings nor ignore files are consulted (walk() does that).
+    """
+    why = _generated_by_name(rel_path)
+    if why is None and head is not None:
+        head = head[:SNIFF_BYTES]
+        why = _minified(head) or _generated_marker(head)
+    return why
+
+
+def _generated_skip(rel: str, why: str) -> Skipped:
+    name = re.sub(r"([*?\[\\])", r"\\\1", rel.rpartition("/")[2])
+    return Skipped(
+        rel,
+        SkipReason.GENERATED,
+        f"{why}; to index it add '!{name}' to .codeindexignore or set index_generated = true",
+    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -172,14 +314,22 @@ def _too_large(settings: Settings, rel: str, size: int) -> Skipped | None:
 
 
 def _classify_file(
-    settings: Settings, rel: str, abs_path: str, st: os.stat_result
+    settings: Settings, rel: str, abs_path: str, st: os.stat_result, matcher: IgnoreMatcher
 ) -> SourceFile | Skipped:
     """Turn a stat result (of the target, for symlinks) into SourceFile or Skipped.
 
     Never opens anything that is not a regular file: a FIFO would block on open.
+    ``matcher`` says whether a .codeindexignore negation brings a generated file back.
     """
     if not stat.S_ISREG(st.st_mode):
         return Skipped(rel, SkipReason.SPECIAL_FILE, _special_kind(st.st_mode))
+    judge_generated = not settings.index_generated
+    if judge_generated:
+        why = _generated_by_name(rel)  # before opening: a lock file is never read
+        if why is not None:
+            if not matcher._reincluded(rel):
+                return _generated_skip(rel, why)
+            judge_generated = False  # the user asked for this file by name
     skipped = _too_large(settings, rel, st.st_size)
     if skipped is not None:
         return skipped
@@ -206,6 +356,10 @@ def _classify_file(
         os.close(fd)
     if b"\0" in head:
         return Skipped(rel, SkipReason.BINARY, f"NUL byte in the first {SNIFF_BYTES} bytes")
+    if judge_generated:
+        why = _minified(head) or _generated_marker(head)
+        if why is not None and not matcher._reincluded(rel):
+            return _generated_skip(rel, why)
     return SourceFile(
         path=rel,
         abs_path=Path(abs_path),
@@ -251,7 +405,8 @@ class IgnoreMatcher:
         self._root = str(settings.root)
         self._index_rels = _index_rels(settings)
         self._max = max(1, max_cached_dirs)
-        self._cache: OrderedDict[str, tuple[GitIgnoreSpec, ...]] = OrderedDict()
+        # Per directory: (ignore file name, parsed patterns), weakest first.
+        self._cache: OrderedDict[str, tuple[tuple[str, GitIgnoreSpec], ...]] = OrderedDict()
         self._exclude: GitIgnoreSpec | None = None
         self._exclude_loaded = False
 
@@ -293,6 +448,17 @@ class IgnoreMatcher:
         """Like is_ignored() but checks only the last component (parents assumed kept)."""
         if _always_excluded(rel, is_dir, self._index_rels):
             return True
+        decision = self._decision(rel, is_dir)
+        return decision is not None and decision[0]
+
+    def _reincluded(self, rel: str) -> bool:
+        """True when the pattern deciding file ``rel`` is a ``!negation`` in a
+        .codeindexignore: that brings back a file the generated-text rules would skip.
+        Checks the last component only, like _entry_ignored()."""
+        return self._decision(rel, False) == (False, _CODEINDEXIGNORE)
+
+    def _decision(self, rel: str, is_dir: bool) -> tuple[bool, str] | None:
+        """(ignored?, ignore file name) of the pattern that decides ``rel``, or None."""
         suffix = "/" if is_dir else ""
         # Walk the ignore files from the entry's own directory up to the root: the
         # deepest file with a matching pattern decides (git's precedence).
@@ -300,10 +466,10 @@ class IgnoreMatcher:
         d = parent
         while True:
             sub = rel[len(d) + 1 :] if d else rel
-            for spec in reversed(self._specs(d)):
+            for name, spec in reversed(self._specs(d)):
                 result = spec.check_file(sub + suffix)
                 if result.include is not None:
-                    return bool(result.include)
+                    return bool(result.include), name
             if not d:
                 break
             d = d.rpartition("/")[0]
@@ -311,12 +477,12 @@ class IgnoreMatcher:
         if exclude is not None:
             result = exclude.check_file(rel + suffix)
             if result.include is not None:
-                return bool(result.include)
-        return False
+                return bool(result.include), "info/exclude"
+        return None
 
     # ---- loading
 
-    def _specs(self, rel_dir: str) -> tuple[GitIgnoreSpec, ...]:
+    def _specs(self, rel_dir: str) -> tuple[tuple[str, GitIgnoreSpec], ...]:
         specs = self._cache.get(rel_dir)
         if specs is not None:
             self._cache.move_to_end(rel_dir)
@@ -326,7 +492,7 @@ class IgnoreMatcher:
         for name in IGNORE_FILENAMES:
             spec = _read_spec(os.path.join(base, name))
             if spec is not None:
-                loaded.append(spec)
+                loaded.append((name, spec))
         specs = tuple(loaded)
         self._cache[rel_dir] = specs
         if len(self._cache) > self._max:
@@ -488,7 +654,7 @@ class _Walker:
                 self.visited.add(key)
                 subdirs.append((rel, abs_path))
             return None
-        return _classify_file(self.settings, rel, abs_path, st)
+        return _classify_file(self.settings, rel, abs_path, st, self.matcher)
 
     def _symlink(self, rel: str, abs_path: str, abs_dir: str) -> SourceFile | Skipped | None:
         if not self.settings.follow_symlinks:
@@ -508,13 +674,14 @@ class _Walker:
         if is_dir:
             self.deferred.append((rel, abs_path, abs_dir))
             return None
-        return _classify_file(self.settings, rel, abs_path, st)
+        return _classify_file(self.settings, rel, abs_path, st, self.matcher)
 
 
 def walk(settings: Settings) -> Iterator[SourceFile | Skipped]:
     """Stream the tree under ``settings.root`` as SourceFile / Skipped values.
 
-    Metadata only, never file contents (an 8 KiB sniff for NUL bytes is not retained).
+    Metadata only, never file contents (the 8 KiB sniff for NUL bytes and generated text
+    is not retained).
     Deterministic order (see the module docstring). Memory is O(depth + one directory
     listing + pending subdirectory names + visited directory inodes + pending symlinked
     directories). Per-file and per-directory problems are yielded as ``Skipped``; only an
@@ -638,4 +805,4 @@ def check_path(
         if canonical and _always_excluded(canonical, False, index_rels):
             return None
     assert st is not None
-    return _classify_file(settings, rel, logical, st)
+    return _classify_file(settings, rel, logical, st, matcher)

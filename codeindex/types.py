@@ -37,6 +37,9 @@ class SkipReason:
     SYMLINK_OUTSIDE_ROOT = "symlink_outside_root"
     SYMLINK_LOOP = "symlink_loop"
     SPECIAL_FILE = "special_file"
+    # machine-written text: lock files, minified bundles, source maps, SVGs, files with a
+    # "generated, do not edit" header (rules in discovery.py; the detail names which)
+    GENERATED = "generated"
     EMBED_FAILED = "embed_failed"
 
 

@@ -54,3 +54,20 @@ def test_options_hash_tracks_chunking_and_model(tmp_path: Path) -> None:
     assert a.options_hash() == load_settings(tmp_path, env={}, debounce_ms=5).options_hash()
     assert a.options_hash() != load_settings(tmp_path, env={}, max_chunk_lines=5).options_hash()
     assert a.options_hash() != load_settings(tmp_path, env={}, model="other").options_hash()
+
+
+def test_index_generated_is_a_discovery_setting_not_an_index_option(tmp_path: Path) -> None:
+    default = load_settings(tmp_path, env={})
+    assert default.index_generated is False
+    (tmp_path / ".codeindex.toml").write_text("index_generated = true\n")
+    on = load_settings(tmp_path, env={})
+    assert on.index_generated is True and on.sources["index_generated"] == ".codeindex.toml"
+    assert (
+        load_settings(tmp_path, env={"CODEINDEX_INDEX_GENERATED": "off"}).index_generated is False
+    )
+    # It changes which files are indexed, not how: the next run adds or drops exactly those
+    # files, so flipping it must not make the whole index incompatible.
+    assert on.options_hash() == default.options_hash()
+    (tmp_path / ".codeindex.toml").write_text("index_generated = 'maybe'\n")
+    with pytest.raises(ConfigError, match="not a valid bool"):
+        load_settings(tmp_path, env={})

@@ -157,6 +157,38 @@ def test_repeated_updates_do_not_grow_versions(fake_index: CodeIndex) -> None:
     assert sizes[-1] < sizes[0] * 1.5
 
 
+def test_generated_files_are_skipped_and_come_back_incrementally(sample_repo: Path) -> None:
+    lock = "".join(f'[[package]]\nname = "lockpkg_{i}"\nversion = "1.{i}"\n' for i in range(300))
+    (sample_repo / "uv.lock").write_text(lock)
+    (sample_repo / "logo.svg").write_text('<svg><path d="M0 0h24"/></svg>\n')
+    ci = CodeIndex(fake_settings(sample_repo), embedder=FakeEmbedder())
+    rep = ci.index()
+    assert rep.skipped == {"binary": 1, "generated": 2}
+    assert not rep.failed  # skipped on purpose, not a failure (exit code 0)
+    assert _paths(ci, skipped=True) == ["logo.svg", "storage/blob.dat", "uv.lock"]
+    page = ci.list_files(skipped=True)["files"]
+    assert {f["path"]: f["reason"] for f in page}["uv.lock"] == "generated"
+    assert ci.status()["skipped"] == {"binary": 1, "generated": 2}
+    assert ci._open_store().count_chunks("path = 'uv.lock'") == 0
+
+    # The setting brings them back on the next run, without a rebuild.
+    on = CodeIndex(fake_settings(sample_repo, index_generated=True), embedder=FakeEmbedder())
+    assert on.status()["state"] != "incompatible"
+    rep = on.index()
+    assert (rep.updated, rep.deleted, rep.chunks_embedded > 0) == (2, 0, True)
+    assert {"uv.lock", "logo.svg"} <= set(_paths(on))
+    assert on.search("lockpkg_123", k=1)["results"][0]["path"] == "uv.lock"
+
+    # A .codeindexignore negation keeps one of them when the setting is off again.
+    (sample_repo / ".codeindexignore").write_text("!logo.svg\n")
+    off = CodeIndex(fake_settings(sample_repo), embedder=FakeEmbedder())
+    rep = off.index()
+    assert rep.skipped == {"generated": 1}
+    assert (rep.added, rep.updated) == (1, 0)  # the .codeindexignore; logo.svg is unchanged
+    assert "logo.svg" in _paths(off) and "uv.lock" in _paths(off, skipped=True)
+    assert off._open_store().count_chunks("path = 'uv.lock'") == 0
+
+
 def test_partial_update_by_paths(fake_index: CodeIndex) -> None:
     root = fake_index.settings.root
     (root / "new_module.py").write_text("def brand_new_function():\n    return 'fresh'\n")
