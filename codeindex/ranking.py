@@ -8,12 +8,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TEST_PATH = re.compile(r"(^|/)(tests?|__tests__|spec)(/|$)|(_test|\.test|\.spec|_spec)\.")
 _VENDOR_PATH = re.compile(r"(^|/)(vendor|third_party|node_modules|dist|build)/|\.min\.")
+
+
+# The code-aware rules, by name (each can be switched off for an ablation).
+RULES: tuple[str, ...] = ("symbol", "definition", "path", "tests", "vendor")
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Which retrievers and rules a search uses; the default is what users get.
+
+    The benchmark (``benchmarks/quality.py``) switches sides and single rules off to
+    measure what each is worth."""
+
+    lexical: bool = True
+    vector: bool = True
+    rules: frozenset[str] = field(default_factory=lambda: frozenset(RULES))
 
 
 def query_terms(query: str) -> list[str]:
@@ -27,6 +44,7 @@ def fuse(
     query: str,
     vector_weight: float = 1.0,
     text_weight: float = 1.0,
+    rules: frozenset[str] = frozenset(RULES),
 ) -> list[dict[str, Any]]:
     """Reciprocal rank fusion of two ranked lists, then code-aware boosts.
 
@@ -46,31 +64,31 @@ def fuse(
     fused = []
     for cid, base in scores.items():
         row = dict(rows[cid])
-        row["score"] = round(base * _boost(row, terms, query) / norm, 6)
+        row["score"] = round(base * _boost(row, terms, query, rules) / norm, 6)
         fused.append(row)
     fused.sort(key=lambda r: (-r["score"], r["path"], r["start_line"]))
     return _drop_overlaps(fused)
 
 
-def _boost(row: dict[str, Any], terms: list[str], query: str) -> float:
+def _boost(row: dict[str, Any], terms: list[str], query: str, rules: frozenset[str]) -> float:
     """Multiplicative boosts: symbol-name matches matter most in code search."""
     boost = 1.0
     symbol = (row.get("symbol") or "").lower()
-    if symbol and terms:
+    if "symbol" in rules and symbol and terms:
         last = symbol.rsplit(".", 1)[-1]
         flat_q = "".join(terms)
         if last in terms or symbol in terms or last == flat_q or last.replace("_", "") == flat_q:
             boost *= 1.5  # the query names this definition
         elif any(t in symbol for t in terms if len(t) >= 4):
             boost *= 1.15
-    if symbol:
+    if "definition" in rules and symbol:
         boost *= 1.05  # a whole definition reads better than a line window
     path = (row.get("path") or "").lower()
-    if terms and any(t in path for t in terms if len(t) >= 4):
+    if "path" in rules and terms and any(t in path for t in terms if len(t) >= 4):
         boost *= 1.05
-    if not _mentions_tests(query) and _TEST_PATH.search(path):
+    if "tests" in rules and not _mentions_tests(query) and _TEST_PATH.search(path):
         boost *= 0.9
-    if _VENDOR_PATH.search(path):
+    if "vendor" in rules and _VENDOR_PATH.search(path):
         boost *= 0.8
     return boost
 

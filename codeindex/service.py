@@ -26,7 +26,7 @@ from codeindex.errors import (
 )
 from codeindex.locking import WriterLock, is_locked
 from codeindex.pipeline import IndexReport, Pipeline, Progress
-from codeindex.ranking import fuse
+from codeindex.ranking import Ranking, fuse
 from codeindex.storage import Store, decode_cursor, encode_cursor, index_exists
 from codeindex.storage.cursor import fingerprint
 from codeindex.storage.schema import glob_filter, sql_str
@@ -245,11 +245,13 @@ class CodeIndex:
         glob: str = "",
         cursor: str = "",
         semantic: bool = True,
+        ranking: Ranking | None = None,
     ) -> dict[str, Any]:
         """Hybrid search. Returns {query, results[], next_cursor, coverage}.
 
         ``semantic=False`` skips embedding the query (full-text side only), so a
-        long-lived server can answer while its model is still loading."""
+        long-lived server can answer while its model is still loading. ``ranking``
+        switches retrievers or rules off (benchmark ablations); default: all on."""
         query = (query or "").strip()
         if not query:
             raise CodeIndexError("the query is empty; say what code you are looking for.")
@@ -271,12 +273,13 @@ class CodeIndex:
         fetch = min(MAX_SEARCH_DEPTH, max(2 * depth, 30))
         total = store.count_chunks()
         with_vec = store.count_with_vectors() if total else 0
+        ranking = ranking or Ranking()
         vector_hits: list[dict[str, Any]] = []
-        if with_vec and semantic:
+        if with_vec and semantic and ranking.vector:
             qvec = self.embedder.embed([query])[0]
             vector_hits = store.vector_search(qvec, fetch, where)
-        text_hits = store.text_search(query, fetch, where)
-        fused = fuse(vector_hits, text_hits, query)
+        text_hits = store.text_search(query, fetch, where) if ranking.lexical else []
+        fused = fuse(vector_hits, text_hits, query, rules=ranking.rules)
         page = fused[offset : offset + k]
         next_cursor = (
             encode_cursor("search", fp, offset + k, 0) if len(fused) > offset + k else None
