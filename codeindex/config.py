@@ -18,7 +18,7 @@ from typing import Any
 
 from codeindex.errors import ConfigError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 INDEX_DIRNAME = ".codeindex"
 

@@ -37,6 +37,11 @@ EXTENSIONS: dict[str, str] = {
     ".sh": "bash",
     ".bash": "bash",
     ".zsh": "bash",
+    ".ex": "elixir",
+    ".exs": "elixir",
+    ".lua": "lua",
+    ".hs": "haskell",
+    ".zig": "zig",
     # Line-window languages (no syntax chunker, but a useful --lang filter).
     ".md": "markdown",
     ".rst": "rst",
@@ -54,13 +59,9 @@ EXTENSIONS: dict[str, str] = {
     ".sql": "sql",
     ".xml": "xml",
     ".csv": "csv",
-    ".lua": "lua",
     ".r": "r",
     ".pl": "perl",
-    ".ex": "elixir",
-    ".exs": "elixir",
     ".erl": "erlang",
-    ".hs": "haskell",
     ".ml": "ocaml",
     ".dart": "dart",
     ".vue": "vue",
@@ -96,6 +97,10 @@ SYNTAX_LANGUAGES: frozenset[str] = frozenset(
         "swift",
         "scala",
         "bash",
+        "elixir",
+        "lua",
+        "haskell",
+        "zig",
     }
 )
 

@@ -391,6 +391,122 @@ function parse_config {
 
 greet "world"
 """,
+    "elixir": r'''defmodule Phoenix.Router do
+  @moduledoc """
+  Defines a router.
+  """
+
+  alias Phoenix.Router.Scope
+
+  @doc "Defines a scope."
+  @spec scope(String.t(), keyword) :: Macro.t()
+  defmacro scope(path, opts \\ [], do: block) do
+    Scope.build(path, opts, block)
+  end
+
+  # Matches a GET request.
+  def get(path, plug), do: match(:get, path, plug)
+
+  defp match(verb, path, plug) when is_atom(verb) do
+    {verb, path, plug}
+  end
+  defp match(_verb, _path, _plug), do: :error
+end
+
+defmodule Phoenix.Router.Helpers do
+  def url(path), do: "/" <> path
+end
+''',
+    "lua": r"""-- A small encoder.
+local M = {}
+
+--- Escapes a string.
+-- @param s string
+local function escape(s)
+  return (s:gsub('"', '\\"'))
+end
+
+function M.encode(value)
+  if type(value) == "string" then
+    return '"' .. escape(value) .. '"'
+  end
+  return tostring(value)
+end
+
+function M:reset()
+  self.buffer = {}
+end
+
+M.decode = function(text)
+  return load("return " .. text)()
+end
+
+local defaults = { indent = 2, sort = false }
+
+return M
+""",
+    "haskell": r"""module Data.Stack
+  ( Stack (..)
+  , push
+  ) where
+
+import Data.List (foldl')
+
+-- | A last-in, first-out stack.
+data Stack a = Empty | Cons a (Stack a)
+  deriving (Show, Eq)
+
+-- | Push an element.
+push :: a -> Stack a -> Stack a
+push x s = Cons x s
+
+-- | Number of elements.
+size :: Stack a -> Int
+size Empty = 0
+size (Cons _ rest) = 1 + size rest
+
+class Container f where
+  empty :: f a
+  toList :: f a -> [a]
+
+instance Container Stack where
+  empty = Empty
+
+  -- | Top first.
+  toList Empty = []
+
+  toList (Cons x rest) = x : toList rest
+
+fromList :: [a] -> Stack a
+fromList = foldl' (flip push) Empty
+""",
+    "zig": r"""//! A tiny 2D vector module.
+const std = @import("std");
+
+/// A 2D vector.
+pub const Vec2 = struct {
+    x: f32,
+    y: f32,
+
+    /// Component-wise sum.
+    pub fn add(self: Vec2, other: Vec2) Vec2 {
+        return .{ .x = self.x + other.x, .y = self.y + other.y };
+    }
+
+    pub fn dot(self: Vec2, other: Vec2) f32 {
+        return self.x * other.x + self.y * other.y;
+    }
+};
+
+pub fn length(v: Vec2) f32 {
+    return @sqrt(v.dot(v));
+}
+
+test "add sums components" {
+    const v = Vec2{ .x = 1, .y = 2 };
+    try std.testing.expectEqual(@as(f32, 2), v.add(v).x);
+}
+""",
 }
 
 # Per language: chunks (symbol, kind, start, end) expected with default settings (the
@@ -537,6 +653,58 @@ EXPECTED: dict[str, tuple[list[tuple[str, str, int, int]], list[tuple[str, str, 
             ("", "lines", 15, 15),
         ],
         [("greet", "function", 4, 8), ("parse_config", "function", 10, 13)],
+    ),
+    "elixir": (
+        [
+            ("Phoenix.Router", "module", 1, 21),
+            ("Phoenix.Router.Helpers", "module", 23, 25),  # its own name, not nested
+        ],
+        [
+            ("Phoenix.Router", "module", 1, 6),  # @moduledoc and alias: named after it
+            ("Phoenix.Router.scope", "macro", 8, 12),  # @doc and @spec included
+            ("Phoenix.Router.get", "method", 14, 15),  # comment included
+            ("Phoenix.Router.match", "method", 17, 21),  # both clauses, then `end`
+        ],
+    ),
+    "lua": (
+        [
+            ("", "lines", 1, 2),
+            ("escape", "function", 4, 8),  # `local function`, doc comments included
+            ("M.encode", "function", 10, 15),
+            ("M.reset", "function", 17, 19),  # `function M:reset()`
+            ("M.decode", "function", 21, 23),  # `M.decode = function ... end`
+            ("", "lines", 25, 27),  # a table is data, not a class
+        ],
+        [("M.encode", "function", 10, 15), ("M.decode", "function", 21, 23)],
+    ),
+    "haskell": (
+        [
+            ("", "lines", 1, 6),  # module header and imports
+            ("Stack", "data", 8, 10),  # the haddock nested in the imports included
+            ("push", "function", 12, 14),  # haddock and signature included
+            ("size", "function", 16, 19),  # both equations in one chunk
+            ("Container", "class", 21, 23),
+            ("Stack", "instance", 25, 31),
+            ("fromList", "function", 33, 34),  # a bind without arguments
+        ],
+        [
+            ("Stack", "instance", 25, 25),
+            ("Stack.empty", "method", 26, 26),
+            ("Stack.toList", "method", 28, 31),  # equations across a blank line
+        ],
+    ),
+    "zig": (
+        [
+            ("", "lines", 1, 2),
+            ("Vec2", "struct", 4, 17),  # the doc comment above `pub` included
+            ("length", "function", 19, 21),
+            ("add sums components", "test", 23, 26),
+        ],
+        [
+            ("Vec2", "struct", 4, 7),
+            ("Vec2.add", "method", 9, 12),
+            ("Vec2.dot", "method", 14, 17),  # the struct's `};` is glued on
+        ],
     ),
 }
 
@@ -826,3 +994,126 @@ def test_partition_survives_mangled_source(language: str) -> None:
         text = "".join(chars)
         # Called directly: chunk_text's fallback must not hide a crash here.
         assert_partition(text, syntax_module.syntax_chunks("m", text, language, TIGHT))
+
+
+def test_elixir_definitions_are_told_apart_by_the_call_target() -> None:
+    text = (
+        "defmodule Shop.Cart do\n"  # 1
+        "  use GenServer\n"
+        "  plug :fetch\n"
+        "\n"
+        "  @impl true\n"  # 5
+        "  def init(state), do: {:ok, state}\n"
+        "\n"
+        "  def total(%{items: []}), do: 0\n"  # 8
+        "  def total(%{items: items}) do\n"
+        "    Enum.sum(items)\n"
+        "  end\n"
+        "  defguard is_item(x) when is_map(x)\n"  # 12
+        "  def left <~> right, do: {left, right}\n"
+        "end\n"
+        "\n"
+        "defimpl String.Chars, for: Shop.Cart do\n"  # 16
+        "  def to_string(cart), do: inspect(cart)\n"
+        "end\n"
+        "\n"
+        'IO.puts("loaded")\n'  # 20
+    )
+    chunks = chunk_text("cart.ex", text, "elixir", make_settings(max_chunk_lines=4))
+    assert_partition(text, chunks)
+    assert entries(chunks) == {
+        ("Shop.Cart", "module", 1, 3),  # `use` and `plug` calls are not definitions
+        ("Shop.Cart.init", "method", 5, 6),  # @impl attached
+        ("Shop.Cart.total", "method", 8, 11),  # two clauses, one chunk
+        ("Shop.Cart.is_item", "guard", 12, 12),
+        ("Shop.Cart.<~>", "method", 13, 14),
+        ("String.Chars.Shop.Cart", "impl", 16, 18),  # the module defimpl defines
+        ("", "lines", 20, 20),
+    }
+
+
+def test_clauses_merge_only_while_they_fit_and_only_when_adjacent() -> None:
+    text = (
+        "f :: Int -> Int\n"  # 1
+        "f 0 = 1\n"
+        "g = 2\n"  # 3: another definition between: f's next equation is a new chunk
+        "f n = n\n"
+        "x <+> y = x\n"  # 5
+        "instance Show a => Show (Tree a) where\n"
+        '  show _ = "tree"\n'
+        "instance Eq (Tree a) where\n"  # 8: same symbol, but not a clause
+        "  _ == _ = True\n"
+    )
+    got = entries(chunk_text("a.hs", text, "haskell", DEFAULT))
+    assert got == {
+        ("f", "function", 1, 2),
+        ("g", "function", 3, 3),
+        ("f", "function", 4, 4),
+        ("<+>", "function", 5, 5),
+        ("Tree", "instance", 6, 7),  # named after its type, like a Rust impl
+        ("Tree", "instance", 8, 9),
+    }
+    # Four three-line equations, at most seven lines a chunk: cut between equations only
+    # (line windows over the whole function would cut after line 7).
+    many = "".join(f"fib {i} =\n  {i}\n    + 0\n" for i in range(4))
+    got = entries(chunk_text("b.hs", many, "haskell", make_settings(max_chunk_lines=7)))
+    assert got == {("fib", "function", 1, 6), ("fib", "function", 7, 12)}
+    # Something other than blank lines between two clauses: not one function chunk.
+    ex = "def f(0), do: 1\n@limit 10\n\ndef f(n), do: n\n"
+    got = entries(chunk_text("a.exs", ex, "elixir", DEFAULT))
+    assert got == {("f", "function", 1, 1), ("", "lines", 2, 2), ("f", "function", 4, 4)}
+    # Languages without merge_clauses keep adjacent overloads apart.
+    java = "class A {\n  void f(int x) {}\n  void f(String s) {}\n}\n"
+    got = entries(chunk_text("A.java", java, "java", make_settings(max_chunk_lines=3)))
+    assert ("A.f", "method", 2, 2) in got and ("A.f", "method", 3, 4) in got
+
+
+def test_lua_and_zig_values_that_are_not_definitions() -> None:
+    lua = (
+        "local a, b = 1, function() end\n"
+        "local t = { f = function() return 1 end }\n"
+        "local n = 5\n"
+        "\n"
+        "local function g() end\n"
+    )
+    assert entries(chunk_text("a.lua", lua, "lua", DEFAULT)) == {
+        ("", "lines", 1, 3),
+        ("g", "function", 5, 5),
+    }
+    zig = (
+        "const E = error{Oops};\n"
+        "const x: u8 = 5;\n"
+        "const T = if (builtin.is_test) struct {} else struct {};\n"
+        "\n"
+        'pub extern "c" fn write(fd: i32) isize;\n'  # 5
+        "const Outer = struct {\n"
+        "    const Inner = union(enum) { a: u8, b: void };\n"
+        "};\n"
+        "\n"
+        "test {\n"  # 10
+        "}\n"
+    )
+    chunks = chunk_text("a.zig", zig, "zig", DEFAULT)
+    assert_partition(zig, chunks)
+    assert entries(chunks) == {
+        ("", "lines", 1, 3),
+        ("write", "function", 5, 5),
+        ("Outer", "struct", 6, 8),
+        ("", "test", 10, 11),
+    }
+    split = entries(chunk_text("a.zig", zig, "zig", make_settings(max_chunk_lines=2)))
+    assert ("Outer.Inner", "union", 7, 8) in split
+
+
+def test_new_syntax_languages_are_detected() -> None:
+    from codeindex.languages import detect_language
+
+    for path, language in [
+        ("lib/router.ex", "elixir"),
+        ("test/router_test.exs", "elixir"),
+        ("lua/init.lua", "lua"),
+        ("src/Data/Stack.hs", "haskell"),
+        ("build.zig", "zig"),
+    ]:
+        assert detect_language(path) == language
+        assert language in SYNTAX_LANGUAGES

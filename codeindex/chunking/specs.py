@@ -13,6 +13,11 @@ Roles:
   wrapper's range is chunked under the inner definition's name and role.
 * ``leading``: sibling node types attached to the following definition when directly
   above it (comments, attributes, decorators).
+
+Every table is looked up by node type, except for the types in ``keyed``: those are
+looked up as ``"type:text"``, the text being that of the named field (tree-sitter-elixir
+parses ``def``, ``defmodule`` and every other macro call as a ``call`` node, told apart
+only by its target; ``@doc`` is a unary ``@`` operator).
 """
 
 from __future__ import annotations
@@ -27,8 +32,16 @@ class LanguageSpec:
     namespaces: frozenset[str] = frozenset()
     wrappers: frozenset[str] = frozenset()
     leading: frozenset[str] = frozenset({"comment"})
-    # Child node types that hold a container's members when it has no "body" field.
+    # Child node types that hold a container's members when it has no "body" field. A
+    # namespace of one of these types is its own body (Haskell's top-level
+    # `declarations`): its children are the members.
     bodies: frozenset[str] = field(default_factory=frozenset)
+    # Node type → field whose text qualifies the type in the tables (see above).
+    keyed: dict[str, str] = field(default_factory=dict)
+    # Adjacent definitions with the same symbol and kind, only blank lines (or their
+    # leading comments) between, are one definition: Haskell equations and Elixir
+    # clauses of one function.
+    merge_clauses: bool = False
 
 
 # Error-recovery nodes are transparent everywhere: definitions inside still count.
@@ -195,5 +208,56 @@ SPECS: dict[str, LanguageSpec] = {
     "bash": LanguageSpec(
         functions={"function_definition": "function"},
         classes={},
+    ),
+    "elixir": LanguageSpec(
+        functions={
+            "call:def": "function",
+            "call:defp": "function",
+            "call:defdelegate": "function",
+            "call:defmacro": "macro",
+            "call:defmacrop": "macro",
+            "call:defguard": "guard",
+            "call:defguardp": "guard",
+        },
+        classes={
+            "call:defmodule": "module",
+            "call:defprotocol": "protocol",
+            "call:defimpl": "impl",
+        },
+        # `@doc`, `@spec`, `@impl` ... directly above a def belong to it.
+        leading=frozenset({"comment", "unary_operator:@"}),
+        bodies=frozenset({"do_block"}),
+        keyed={"call": "target", "unary_operator": "operator"},
+        merge_clauses=True,
+    ),
+    # `local x = function ... end` and `M.f = function ... end`: see syntax._lua_def.
+    "lua": LanguageSpec(
+        functions={"function_declaration": "function"},
+        classes={},
+    ),
+    "haskell": LanguageSpec(
+        functions={"function": "function", "bind": "function"},
+        classes={
+            "data_type": "data",
+            "newtype": "newtype",
+            "type_synomym": "type",  # sic: the grammar's spelling
+            "type_family": "type",
+            "data_family": "data",
+            "class": "class",
+            "instance": "instance",
+        },
+        namespaces=frozenset({"declarations"}),
+        # A type signature (and INLINE-style pragmas) above a function belongs to it.
+        leading=frozenset({"comment", "haddock", "pragma", "signature"}),
+        bodies=frozenset({"declarations", "class_declarations", "instance_declarations"}),
+        merge_clauses=True,
+    ),
+    # Functions and `const X = struct {...}` are both `Decl` nodes: see syntax._zig_def.
+    "zig": LanguageSpec(
+        functions={"TestDecl": "test"},
+        classes={},
+        # `pub` is a token beside the Decl it qualifies, so it must not cut the doc
+        # comment off.
+        leading=frozenset({"doc_comment", "line_comment", "pub"}),
     ),
 }

@@ -7,7 +7,9 @@ it fits every limit, or line windows (same symbol and kind) when it does not. A 
 that does not fit is partitioned again into its members plus gaps named after the class.
 
 Segments are whole lines: two definitions sharing a line are one segment (the first
-one's name wins), since a chunk is a line range.
+one's name wins), since a chunk is a line range. Where a language's spec sets
+``merge_clauses``, adjacent clauses of one function (Haskell equations, Elixir ``def``
+clauses) are one segment as long as together they fit one chunk.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ _C_TYPEDEF_KINDS = {
 _CLOSER_LINE = re.compile(r"[\W_]*(?:end|fi|done|esac)?[\W_]*")
 # Names come from identifier nodes and are short; error recovery can make them huge.
 _MAX_NAME_CHARS = 200
+# A keyed node (LanguageSpec.keyed) whose qualifying field is longer is not a definition.
+_MAX_KEY_BYTES = 64
 _GENERIC_ARGS = re.compile(r"<[^<>]*>|\[[^\[\]]*\]")
 
 _local = threading.local()
@@ -187,12 +191,20 @@ class _SyntaxChunker:
         return not self.src[line_start : node.start_byte].strip()
 
     # ---- partitioning ----
-    def _partition(self, children: Sequence[Node], lo: int, hi: int, scope: _Scope) -> list[_Seg]:
+    def _partition(
+        self,
+        children: Sequence[Node],
+        lo: int,
+        hi: int,
+        scope: _Scope,
+        leading: Sequence[Node] = (),
+    ) -> list[_Seg]:
         """Segments covering exactly lines ``lo..hi``, cut at the definitions among
-        ``children`` (which must lie within those lines)."""
+        ``children`` (which must lie within those lines). ``leading``: comments found
+        before ``children`` (above a namespace), which may belong to its first member."""
         segs: list[_Seg] = []
         cursor = lo  # first line not yet in a segment
-        leading: list[Node] = []  # comments/attributes directly before the next child
+        leading = list(leading)  # comments/attributes directly before the next child
         for child in children:
             if child.end_byte <= child.start_byte:
                 continue  # zero-width (MISSING) nodes from error recovery
@@ -203,13 +215,13 @@ class _SyntaxChunker:
                 continue
             d = self._classify(child, scope)
             if d is None:
-                if child.type in self.spec.leading:
+                if self._key(child) in self.spec.leading:
                     leading.append(child)
                 else:
                     leading = self._trailing_leading(child)
                 continue
             start = self._attach_leading(self._line(child.start_byte), leading, cursor)
-            leading = []
+            above, leading = leading, []
             end = min(self._end_line(child), hi)
             if start < cursor:
                 # Starts on a line already taken (e.g. `class A {} class B {}`): lines
@@ -218,13 +230,36 @@ class _SyntaxChunker:
                     segs[-1].end = max(segs[-1].end, end)
                 cursor = max(cursor, end + 1)
                 continue
-            if start > cursor:
-                segs.append(self._gap(cursor, start - 1, scope))
-            segs.extend(self._definition(d, start, end, scope))
+            new = self._definition(d, start, end, scope, above)
+            if d.role == "function" and self._continues(segs, new, cursor, start, end):
+                segs[-1].end = end  # another clause of the same function
+            else:
+                if start > cursor:
+                    segs.append(self._gap(cursor, start - 1, scope))
+                segs.extend(new)
             cursor = end + 1
         if cursor <= hi:
             segs.append(self._gap(cursor, hi, scope))
         return segs
+
+    def _continues(
+        self, segs: list[_Seg], new: list[_Seg], cursor: int, start: int, end: int
+    ) -> bool:
+        """Whether ``new`` is one more clause of the function that ends ``segs``
+        (``merge_clauses``): same symbol and kind, nothing but blank lines between, and
+        the clauses together still fit one chunk (else each clause stays whole)."""
+        if not (self.spec.merge_clauses and segs and len(new) == 1):
+            return False
+        last, seg = segs[-1], new[0]
+        return (
+            not last.gap
+            and not seg.gap
+            and bool(seg.symbol)
+            and (last.symbol, last.kind) == (seg.symbol, seg.kind)
+            and last.end == cursor - 1
+            and self._trim(cursor, start - 1) is None
+            and self._fits(last.start, end)
+        )
 
     def _gap(self, start: int, end: int, scope: _Scope) -> _Seg:
         return _Seg(start, end, scope.gap_symbol, scope.gap_kind, gap=True)
@@ -250,7 +285,7 @@ class _SyntaxChunker:
                 return []
             found: list[Node] = []
             i = count - 1
-            while i >= 0 and (c := node.named_child(i)).type in leading_types:
+            while i >= 0 and self._key(c := node.named_child(i)) in leading_types:
                 found.append(c)
                 i -= 1
             if found:
@@ -259,10 +294,12 @@ class _SyntaxChunker:
             node = node.named_child(count - 1)
         return []
 
-    def _definition(self, d: _Def, start: int, end: int, scope: _Scope) -> list[_Seg]:
+    def _definition(
+        self, d: _Def, start: int, end: int, scope: _Scope, leading: Sequence[Node] = ()
+    ) -> list[_Seg]:
         if d.role == "namespace":
             assert d.members is not None
-            return self._partition(d.members, start, end, scope)
+            return self._partition(d.members, start, end, scope, leading)
         symbol = f"{scope.prefix}.{d.name}" if scope.prefix and d.name else d.name or scope.prefix
         if d.role == "function" or d.members is None or self._fits(start, end):
             return [_Seg(start, end, symbol, d.kind, gap=False)]
@@ -270,9 +307,19 @@ class _SyntaxChunker:
         return self._partition(d.members, start, end, inner)
 
     # ---- classification ----
+    def _key(self, node: Node) -> str:
+        """The node's key in the spec tables: its type, or "type:text" for keyed types."""
+        field_name = self.spec.keyed.get(node.type)
+        if field_name is None:
+            return node.type
+        qualifier = node.child_by_field_name(field_name)
+        if qualifier is None or qualifier.end_byte - qualifier.start_byte > _MAX_KEY_BYTES:
+            return node.type
+        return f"{node.type}:{_text(qualifier)}"
+
     def _classify(self, node: Node, scope: _Scope) -> _Def | None:
         spec = self.spec
-        t = node.type
+        t = self._key(node)
         if t in spec.wrappers:
             return self._unwrap(node, scope)
         if t in spec.namespaces or t == "ERROR":
@@ -295,6 +342,10 @@ class _SyntaxChunker:
             return self._class_def(node, spec.classes[t])
         if self.language in _JS_FAMILY:
             return self._js_def(node, scope)
+        if self.language == "lua":
+            return self._lua_def(node, scope)
+        if self.language == "zig":
+            return self._zig_def(node, scope)
         return None
 
     def _unwrap(self, node: Node, scope: _Scope) -> _Def | None:
@@ -321,6 +372,8 @@ class _SyntaxChunker:
             return body.children
         if node.type == "ERROR" or node.type.startswith("preproc_"):
             return node.children  # members are direct children
+        if node.type in self.spec.bodies:
+            return node.children  # a namespace that is its own body
         return None  # `mod x;`, `namespace A;`, `package a`: a plain statement
 
     def _class_def(self, node: Node, kind: str) -> _Def | None:
@@ -396,8 +449,49 @@ class _SyntaxChunker:
                 return _Def("function", "method", self._name(node), None)
         return None
 
+    def _lua_def(self, node: Node, scope: _Scope) -> _Def | None:
+        """`local f = function ... end` / `M.f = function ... end`: one name, one value."""
+        if node.type == "variable_declaration":
+            node = next((c for c in node.named_children if c.type == "assignment_statement"), None)
+        if node is None or node.type != "assignment_statement":
+            return None
+        targets = next((c for c in node.named_children if c.type == "variable_list"), None)
+        values = next((c for c in node.named_children if c.type == "expression_list"), None)
+        if targets is None or values is None:
+            return None
+        if targets.named_child_count != 1 or values.named_child_count != 1:
+            return None
+        if values.named_child(0).type != "function_definition":
+            return None
+        kind = "method" if scope.in_class else "function"
+        return _Def("function", kind, _clean(_text(targets.named_child(0))), None)
+
+    def _zig_def(self, node: Node, scope: _Scope) -> _Def | None:
+        """A `Decl` is a definition when it holds a function (`FnProto`, with or without
+        a body) or binds a container type: `const X = struct/enum/union/opaque {...}`."""
+        if node.type != "Decl":
+            return None
+        for child in node.named_children:
+            if child.type == "FnProto":
+                kind = "method" if scope.in_class else "function"
+                return _Def("function", kind, self._name(child), None)
+            if child.type == "VarDecl":
+                container = _zig_container(child)
+                if container is None:
+                    return None
+                decl_type = next(
+                    (c for c in container.children if c.type == "ContainerDeclType"), None
+                )
+                kind = decl_type.children[0].type if decl_type and decl_type.children else ""
+                return _Def("class", kind or "struct", self._name(child), container.children)
+        return None
+
     # ---- names ----
     def _name(self, node: Node) -> str:
+        if self.language in _NAME_HOOKS:
+            name = _NAME_HOOKS[self.language](self, node)
+            if name is not None:
+                return name
         if self.language in ("c", "cpp") and node.type == "function_definition":
             return self._c_function_name(node)
         if node.type == "destructor_declaration":  # C#: `~A()`
@@ -413,6 +507,75 @@ class _SyntaxChunker:
         if found is None:
             found = next((c for c in node.named_children if c.type in _NAME_TYPES), None)
         return _clean(_text(found)) if found is not None else ""
+
+    def _elixir_name(self, node: Node) -> str | None:
+        """`defmodule A.B` → "A.B"; `defimpl P, for: T` → "P.T" (the module it defines);
+        `def name(args) when guard` / `def name, do: ...` → "name"; `def a + b` → "+"."""
+        if node.type != "call":
+            return None
+        args = next((c for c in node.named_children if c.type == "arguments"), None)
+        if args is None or not args.named_child_count:
+            return ""
+        head = args.named_child(0)
+        target = node.child_by_field_name("target")
+        if target is not None and _text(target) in ("defmodule", "defprotocol", "defimpl"):
+            if head.type != "alias":
+                return ""  # `defmodule unquote(name)`: no static name
+            name = _clean(_text(head))
+            for c in args.named_children:
+                for_type = _elixir_keyword(c, "for") if c.type == "keywords" else None
+                if for_type is not None and for_type.type == "alias":
+                    name = f"{name}.{_clean(_text(for_type))}"
+            return name
+        while head.type == "binary_operator":
+            operator = head.child_by_field_name("operator")
+            left = head.child_by_field_name("left")
+            op = _text(operator) if operator is not None else ""
+            if op not in ("when", "\\\\") or left is None:
+                return op  # an operator definition: `def left <> right`
+            head = left  # `def f(x) when guard` / `def f(x) \\ default`
+        if head.type == "call":
+            head = head.child_by_field_name("target") or head
+        return _clean(_text(head)) if head.type == "identifier" else ""
+
+    def _lua_name(self, node: Node) -> str | None:
+        if node.type != "function_declaration":
+            return None
+        found = node.child_by_field_name("name")
+        return _clean(_text(found).replace(":", ".")) if found is not None else ""  # M:f
+
+    def _haskell_name(self, node: Node) -> str | None:
+        if node.type == "instance":
+            # Named after the instance's type, like a Rust impl: `instance Show (T a)`
+            # → "T"; the class when the type has no constructor name (`Show [a]`).
+            patterns = node.child_by_field_name("patterns")
+            found = _first_of_type(patterns, "name") if patterns is not None else None
+            if found is None:
+                found = node.child_by_field_name("name")
+            return _clean(_text(found)) if found is not None else ""
+        if node.type not in ("function", "bind"):
+            return None
+        found = node.child_by_field_name("name")
+        if found is None:  # infix definition: x <+> y = ... / x `op` y = ...
+            infix = next((c for c in node.named_children if c.type == "infix"), None)
+            found = infix.child_by_field_name("operator") if infix is not None else None
+        if found is None:
+            return ""
+        # Not _clean: it would read an operator such as `<+>` as generic arguments.
+        return "".join(_text(found).split()).strip("()`")[:_MAX_NAME_CHARS]
+
+    def _zig_name(self, node: Node) -> str | None:
+        if node.type in ("FnProto", "VarDecl"):
+            field_name = "function" if node.type == "FnProto" else "variable_type_function"
+            found = node.child_by_field_name(field_name)
+            return _clean(_text(found)) if found is not None else ""
+        if node.type != "TestDecl":
+            return None
+        # `test "does a thing" {}` → "does a thing"; `test name {}` → "name".
+        for child in node.named_children:
+            if child.type in ("STRINGLITERALSINGLE", "IDENTIFIER"):
+                return " ".join(_text(child).strip('"').split())[:_MAX_NAME_CHARS]
+        return ""
 
     def _c_function_name(self, node: Node) -> str:
         d = node.child_by_field_name("declarator")
@@ -519,6 +682,49 @@ class _SyntaxChunker:
         for number in range(s, e + 1):
             yield from windower.add_line(number, self.lines[number - 1])
         yield from windower.flush()
+
+
+_NAME_HOOKS = {
+    "elixir": _SyntaxChunker._elixir_name,
+    "lua": _SyntaxChunker._lua_name,
+    "haskell": _SyntaxChunker._haskell_name,
+    "zig": _SyntaxChunker._zig_name,
+}
+
+
+def _zig_container(var_decl: Node) -> Node | None:
+    """The `ContainerDecl` a Zig `VarDecl` binds directly (`= struct {...}`), if any."""
+    count = var_decl.named_child_count
+    value = var_decl.named_child(count - 1) if count else None  # after any `: type`
+    if value is None or value.type != "ErrorUnionExpr":
+        return None
+    for expected in ("SuffixExpr", "ContainerDecl"):
+        if value.named_child_count != 1:
+            return None  # `Foo.bar()`, `a orelse b`: an expression, not a container
+        value = value.named_child(0)
+        if value.type != expected:
+            return None
+    return value
+
+
+def _elixir_keyword(keywords: Node, key: str) -> Node | None:
+    """The value of ``key:`` in an Elixir keyword list (``for: Type``), if present."""
+    for pair in keywords.named_children:
+        found = pair.child_by_field_name("key")
+        if found is not None and _text(found).rstrip().rstrip(":") == key:
+            return pair.child_by_field_name("value")
+    return None
+
+
+def _first_of_type(node: Node, node_type: str) -> Node | None:
+    """The first descendant of ``node`` (pre-order) with type ``node_type``."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.type == node_type:
+            return current
+        stack.extend(reversed(current.named_children))
+    return None
 
 
 def _text(node: Node) -> str:
