@@ -26,7 +26,7 @@ from codeindex.errors import (
 )
 from codeindex.locking import WriterLock, is_locked
 from codeindex.pipeline import IndexReport, Pipeline, Progress
-from codeindex.ranking import Ranking, fuse
+from codeindex.ranking import CANDIDATES, Ranking, definition_names, rank
 from codeindex.storage import Store, decode_cursor, encode_cursor, index_exists
 from codeindex.storage.cursor import fingerprint
 from codeindex.storage.schema import glob_filter, sql_str
@@ -269,8 +269,9 @@ class CodeIndex:
                 f"results beyond the first {MAX_SEARCH_DEPTH} are not served; refine the query."
             )
         where = self._filters(language, glob)
-        depth = offset + k + 1
-        fetch = min(MAX_SEARCH_DEPTH, max(2 * depth, 30))
+        # Ranking works on files, not single chunks, so it needs more candidates than
+        # the page; pages within the first CANDIDATES continue one ranking.
+        fetch = min(MAX_SEARCH_DEPTH, max(offset + k + 1, CANDIDATES))
         total = store.count_chunks()
         with_vec = store.count_with_vectors() if total else 0
         ranking = ranking or Ranking()
@@ -279,7 +280,9 @@ class CodeIndex:
             qvec = self.embedder.embed([query])[0]
             vector_hits = store.vector_search(qvec, fetch, where)
         text_hits = store.text_search(query, fetch, where) if ranking.lexical else []
-        fused = fuse(vector_hits, text_hits, query, rules=ranking.rules)
+        names = definition_names(query) if "definition" in ranking.rules else []
+        definitions = store.definitions(names, 50, where) if names else []
+        fused = rank(vector_hits, text_hits, query, definitions=definitions, rules=ranking.rules)
         page = fused[offset : offset + k]
         next_cursor = (
             encode_cursor("search", fp, offset + k, 0) if len(fused) > offset + k else None

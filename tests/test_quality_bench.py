@@ -135,13 +135,13 @@ def test_smoke_run_writes_a_report(tmp_path: Path):
             "--model",
             "fake-hash-384",
             "--variants",
-            "hybrid,lexical,fused,-path",
+            "hybrid,lexical,fused,-file_name",
         ]
     )
     assert rc == 0
     data = json.loads((out / "quality.json").read_text())
     assert data["repos"] == 2 and data["queries"] == 3
-    assert set(data["variants"]) == {"hybrid", "lexical", "fused", "-path"}
+    assert set(data["variants"]) == {"hybrid", "lexical", "fused", "-file_name"}
     hybrid = data["variants"]["hybrid"]
     for key in ("ndcg", "recall", "mrr", "ndcg_symbol", "latency_ms_p50", "latency_ms_p95"):
         assert 0 <= hybrid[key] < math.inf

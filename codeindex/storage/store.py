@@ -477,6 +477,21 @@ class Store:
                 return []  # no FTS index yet (empty table): vector side still answers
             raise
 
+    def definitions(self, names: Sequence[str], limit: int, where: str | None) -> list[dict]:
+        """Chunks whose symbol is one of ``names`` or ends with ``.name`` (any case):
+        the definitions a query names, for ranking to inject. A scan of the symbol
+        column, bounded by ``limit``."""
+        names = [n.lower() for n in names if n][:8]
+        if not names:
+            return []
+        ors = []
+        for n in names:
+            ors.append(f"lower(symbol) = {sql_str(n)}")
+            like = "%." + n.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            ors.append(f"lower(symbol) LIKE {sql_str(like)} ESCAPE '\\'")
+        clause = "(" + " OR ".join(ors) + ")" + (f" AND ({where})" if where else "")
+        return self.chunks.search().where(clause).select(HIT_COLUMNS).limit(limit).to_list()
+
     # ---------------------------------------------------------- maintenance
     def ensure_indexes(self) -> None:
         """Create the scalar indexes once the table has rows (the full-text index is
