@@ -270,8 +270,10 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"{i:>2}. {hit['path']}:{hit['start_line']}-{hit['end_line']}{sym}  "
             f"(score {hit['score']:.3f})"
         )
-        for line in hit["snippet"].splitlines()[:6]:
-            print(f"      {line[:160]}")
+        # Six lines from where the query's words are densest, numbered like grep -n.
+        skip = hit.get("match_line", hit["start_line"]) - hit["start_line"]
+        for n, line in enumerate(hit["snippet"].split("\n")[skip : skip + 6]):
+            print(f"      {hit['start_line'] + skip + n:>5}: {line[:160]}")
     tail = f"coverage {res['coverage']:.0%}"
     if res["next_cursor"]:
         tail += f"; more: --cursor {res['next_cursor']}"

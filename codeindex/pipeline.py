@@ -35,7 +35,7 @@ from codeindex.languages import DATA_LANGUAGES
 from codeindex.memory import Governor, Pressure, peak_rss_bytes, release_caches, trim
 from codeindex.storage import FileSnapshot, Store
 from codeindex.storage.schema import chunks_schema, search_text
-from codeindex.types import Chunk, FileRecord, Skipped, SkipReason, SourceFile
+from codeindex.types import Chunk, FileRecord, Skipped, SkipReason, SourceFile, embedding_input
 
 log = logging.getLogger(__name__)
 
@@ -618,8 +618,16 @@ class Pipeline:
     def _embed_page(self, page: pa.Table) -> None:
         ids = page.column("id").to_pylist()
         hashes = page.column("content_hash").to_pylist()
-        texts = page.column("text").to_pylist()
-        # Identical texts are embedded once; texts already embedded elsewhere reuse.
+        texts = [
+            embedding_input(p, s or "", t)
+            for p, s, t in zip(
+                page.column("path").to_pylist(),
+                page.column("symbol").to_pylist(),
+                page.column("text").to_pylist(),
+                strict=True,
+            )
+        ]
+        # Identical inputs are embedded once; inputs already embedded elsewhere reuse.
         known = self.store.vectors_for_hashes(hashes)
         todo: dict[str, str] = {}
         for h, t in zip(hashes, texts, strict=True):

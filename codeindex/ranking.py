@@ -44,6 +44,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from codeindex.types import INDEX_FILE_STEMS
+
 RULES: tuple[str, ...] = (
     "definition",
     "file_name",
@@ -95,8 +97,6 @@ _TEST_PATH = re.compile(
 _AUX_PATH = re.compile(r"(^|/)(docs?|examples?|samples?|demos?|benchmarks?|\.github)(/|$)")
 _WANTS_TESTS = re.compile(r"\b(tests?|specs?|testing)\b", re.I)
 _WANTS_DOCS = re.compile(r"\b(docs?|documentation|readme|guide|examples?)\b", re.I)
-# File names that say nothing about their content: their folder names them instead.
-_INDEX_NAMES = frozenset({"index", "mod", "__init__", "init", "main", "lib", "package"})
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def file_name_words(path: str) -> tuple[list[str], str]:
     parts = path.split("/")
     name = parts[-1]
     base = name.rsplit(".", 1)[0] if "." in name else name
-    if base.lower() in _INDEX_NAMES and len(parts) > 1:
+    if base.lower() in INDEX_FILE_STEMS and len(parts) > 1:
         base = parts[-2]
     return [stem(w) for w in split_words(base)], base
 
@@ -350,6 +350,24 @@ def rank(
         row.pop("_l", None)
     ranked.sort(key=lambda r: (-r["score"], r["path"], r["start_line"]))
     return drop_overlaps(ranked)
+
+
+def match_line(text: str, start_line: int, query: str, window: int = 6) -> int:
+    """The first line of the ``window`` lines of a chunk that hold the most query words
+    (stemmed, identifiers split): what a short snippet should show. ``start_line`` when
+    nothing matches or the chunk is no longer than the window."""
+    lines = text.split("\n")
+    words = set(analyze(query).words)
+    if len(lines) <= window or not words:
+        return start_line
+    hits = [sum(1 for w in {stem(x) for x in split_words(line)} if w in words) for line in lines]
+    best, best_at = sum(hits[:window]), 0
+    run = best
+    for i in range(1, len(lines) - window + 1):
+        run += hits[i + window - 1] - hits[i - 1]
+        if run > best:
+            best, best_at = run, i
+    return start_line + best_at
 
 
 def drop_overlaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -26,10 +26,11 @@ from codeindex.errors import (
 )
 from codeindex.locking import WriterLock, is_locked
 from codeindex.pipeline import IndexReport, Pipeline, Progress
-from codeindex.ranking import CANDIDATES, Ranking, definition_names, rank
+from codeindex.ranking import CANDIDATES, Ranking, definition_names, match_line, rank
 from codeindex.storage import Store, decode_cursor, encode_cursor, index_exists
 from codeindex.storage.cursor import fingerprint
 from codeindex.storage.schema import glob_filter, sql_str
+from codeindex.types import embedding_input
 
 log = logging.getLogger(__name__)
 
@@ -289,21 +290,25 @@ class CodeIndex:
         )
         return {
             "query": query,
-            "results": [self._hit(r) for r in page],
+            "results": [self._hit(r, query) for r in page],
             "next_cursor": next_cursor,
             "coverage": round(with_vec / total, 4) if total else 0.0,
         }
 
     @staticmethod
-    def _hit(row: dict[str, Any]) -> dict[str, Any]:
+    def _hit(row: dict[str, Any], query: str = "") -> dict[str, Any]:
+        """A result: the chunk's range and text; ``match_line`` is where the query's
+        words are densest in it (a short snippet starts there)."""
+        start, text = int(row["start_line"]), row.get("text") or ""
         return {
             "path": row["path"],
-            "start_line": int(row["start_line"]),
+            "start_line": start,
             "end_line": int(row["end_line"]),
             "score": row["score"],
             "symbol": row.get("symbol") or "",
             "language": row.get("language") or "",
-            "snippet": row.get("text") or "",
+            "snippet": text,
+            "match_line": match_line(text, start, query) if query else start,
         }
 
     @staticmethod
@@ -499,7 +504,7 @@ class CodeIndex:
         store = self._require_searchable()
         vec = store.chunk_vector_at(code["path"], start_line, end_line)
         if vec is None:
-            vec = self.embedder.embed([code["text"]])[0]
+            vec = self.embedder.embed([embedding_input(code["path"], "", code["text"])])[0]
         hits = store.vector_search(vec, k + 20, None)
         results = []
         for row in hits:

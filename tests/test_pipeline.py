@@ -130,17 +130,23 @@ def test_newly_ignored_file_leaves_index(fake_index: CodeIndex) -> None:
 
 
 def test_identical_chunks_embedded_once(sample_repo: Path) -> None:
-    body = "def shared_helper(x):\n    return x * 42 + 7\n"
-    for i in range(5):
-        (sample_repo / f"dup{i}.py").write_text(body)
+    # Five identical windows of one file: one embedding input (path + text), embedded once.
+    block = "alpha beta gamma\ndelta epsilon zeta\n"
+    (sample_repo / "dup.txt").write_text(block * 5)
+    # The same text in a file of another name is another input: its header names its file.
+    (sample_repo / "copy.txt").write_text(block)
     emb = FakeEmbedder()
-    ci = CodeIndex(fake_settings(sample_repo), embedder=emb)
+    ci = CodeIndex(fake_settings(sample_repo, max_chunk_lines=2), embedder=emb)
     rep = ci.index()
     store = ci._open_store()
-    assert store.count_chunks("path LIKE 'dup%'") == 5
-    distinct = {h for _, h in store.iter_chunk_hashes()}
+    assert store.count_chunks("path = 'dup.txt'") == 5
+    pairs = list(store.iter_chunk_hashes())
+    distinct = {h for _, h in pairs}
     assert rep.chunks_embedded == emb.texts_embedded == len(distinct)
     assert rep.chunks_reused >= 4
+    dup = {h for p, h in pairs if p == "dup.txt"}
+    copy = {h for p, h in pairs if p == "copy.txt"}
+    assert len(dup) == 1 and copy and dup != copy
     assert store.count_chunks("vector IS NULL") == 0
 
 
@@ -259,3 +265,17 @@ def test_incompatible_index_refuses_search_then_rebuilds(sample_repo: Path) -> N
     changed.index()
     assert changed.status()["state"] == "ready"
     assert changed.search("validate_jwt")["results"]
+
+
+def test_embedding_input_names_the_file_not_its_folders() -> None:
+    from codeindex.types import Chunk, embedding_input, file_title
+
+    assert file_title("src/security/oauth2.py") == "oauth2.py"
+    assert file_title("axum/src/routing/mod.rs") == "routing/mod.rs"  # index-like: folder too
+    assert file_title("Makefile") == "Makefile"
+    assert embedding_input("a/b/tokens.py", "validate", "def validate(): ...") == (
+        "tokens.py validate\ndef validate(): ..."
+    )
+    moved = Chunk("x/tokens.py", 1, 2, "code", symbol="f")
+    assert moved.content_hash == Chunk("y/z/tokens.py", 1, 2, "code", symbol="f").content_hash
+    assert moved.content_hash != Chunk("x/other.py", 1, 2, "code", symbol="f").content_hash

@@ -166,3 +166,18 @@ def test_glob_translation() -> None:
     assert glob_to_like("*.py") == "%.py"
     assert glob_to_like("src/**/*.py") == "src/%.py"
     assert glob_to_like("a_b?.py") == "a\\_b_.py"
+
+
+def test_match_line_points_at_the_densest_window():
+    from codeindex.ranking import match_line
+
+    text = "\n".join(
+        ["def handler(request):"]
+        + [f"    step_{i}()" for i in range(10)]
+        + ["    token = parse_token(request)", "    validate(token)"]
+        + [f"    after_{i}()" for i in range(10)]
+    )
+    line = match_line(text, 100, "validate the token")
+    assert 106 <= line <= 111 and line + 5 >= 112  # the window shows lines 111-112
+    assert match_line(text, 100, "nothing here matches") == 100
+    assert match_line("short\nchunk", 7, "chunk") == 7

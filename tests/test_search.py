@@ -37,7 +37,17 @@ def test_symbol_query_finds_definition(real_index) -> None:
 
 def test_result_shape_and_line_numbers(real_index) -> None:
     hit = real_index.search("validate_jwt", k=1)["results"][0]
-    assert set(hit) == {"path", "start_line", "end_line", "score", "symbol", "language", "snippet"}
+    assert set(hit) == {
+        "path",
+        "start_line",
+        "end_line",
+        "score",
+        "symbol",
+        "language",
+        "snippet",
+        "match_line",
+    }
+    assert hit["start_line"] <= hit["match_line"] <= hit["end_line"]
     lines = (real_index.settings.root / hit["path"]).read_text().splitlines()
     got = "\n".join(lines[hit["start_line"] - 1 : hit["end_line"]])
     assert got == hit["snippet"]

@@ -150,7 +150,9 @@ def test_streamed_copy_reuses_the_stored_vectors_of_identical_chunks(tmp_path: P
     ci = CodeIndex(settings, embedder=FakeEmbedder())
     first = ci.index()
     assert first.chunks_embedded > 64 and not first.failed
-    (root / "copy.txt").write_text(text)
+    # A copy in another folder under the same name: the same embedding inputs.
+    (root / "copies").mkdir()
+    (root / "copies" / "big.txt").write_text(text)
     rep = ci.index()
     assert rep.added == 1 and not rep.failed
     assert rep.chunks_embedded == 0
