@@ -29,7 +29,7 @@ class Settings:
 
     root: Path
     index_dir: Path
-    # --- model / embedding (enforced in embedding.py) ---
+    # --- model / embedding (enforced in embedding/) ---
     model: str = DEFAULT_MODEL  # model id, or a local path to a sentence-transformers model
     device: str = "auto"  # "auto", "cpu", "cuda"
     # "auto": codeindex's builtin BERT encoder when the model allows, else the

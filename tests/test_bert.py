@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codeindex.bert import BertEncoder, layout_problem
 from codeindex.config import DEFAULT_MODEL, load_settings
-from codeindex.embedding import SentenceTransformerEmbedder, bundled_model_path
+from codeindex.embedding import ModelEmbedder, bundled_model_path
+from codeindex.embedding.bert import BertEncoder, layout_problem
 from codeindex.errors import CodeIndexError, ConfigError
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "sample_repo"
@@ -101,18 +101,16 @@ def test_auto_falls_back_to_the_library_and_builtin_refuses(tmp_path: Path) -> N
     cfg.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
     (model / "1_Pooling" / "config.json").write_text(json.dumps(cfg))
 
-    auto = SentenceTransformerEmbedder(str(model), device="cpu")
+    auto = ModelEmbedder(str(model), device="cpu")
     vec = auto.embed(["def validate_jwt(token): ..."])
     assert auto.backend == "sentence-transformers" and vec.shape == (1, 384)
 
-    forced = SentenceTransformerEmbedder(str(model), device="cpu", encoder="builtin")
+    forced = ModelEmbedder(str(model), device="cpu", encoder="builtin")
     with pytest.raises(CodeIndexError, match="builtin encoder cannot run.*pooling"):
         forced.embed(["x"])
 
-    default = SentenceTransformerEmbedder(DEFAULT_MODEL, device="cpu")
-    library = SentenceTransformerEmbedder(
-        DEFAULT_MODEL, device="cpu", encoder="sentence-transformers"
-    )
+    default = ModelEmbedder(DEFAULT_MODEL, device="cpu")
+    library = ModelEmbedder(DEFAULT_MODEL, device="cpu", encoder="sentence-transformers")
     texts = _texts()[:20]
     a, b = default.embed(texts), library.embed(texts)
     assert (default.backend, library.backend) == ("builtin", "sentence-transformers")

@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 
 from codeindex.chunking import chunk_stream, chunk_text, decode, iter_lines, line_chunks
 from codeindex.config import DEFAULT_MODEL, Settings
-from codeindex.embedding import SentenceTransformerEmbedder, WordPieceCounter
+from codeindex.embedding import ModelEmbedder, WordPieceCounter
 from codeindex.languages import detect_language
 from tests.conftest import FIXTURE, INDEXABLE
 
@@ -20,12 +20,12 @@ DEFAULT = Settings(root=FIXTURE, index_dir=FIXTURE / ".codeindex")
 
 
 @pytest.fixture(scope="module")
-def embedder() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(DEFAULT_MODEL)
+def embedder() -> ModelEmbedder:
+    return ModelEmbedder(DEFAULT_MODEL)
 
 
 @pytest.fixture(scope="module")
-def tokenizer(embedder: SentenceTransformerEmbedder) -> Tokenizer:
+def tokenizer(embedder: ModelEmbedder) -> Tokenizer:
     tok = Tokenizer.from_file(str(embedder.path / "tokenizer.json"))
     tok.no_truncation()
     tok.no_padding()
@@ -51,7 +51,7 @@ TRICKY = [
 ]
 
 
-def test_counts_equal_the_tokenizer(embedder: SentenceTransformerEmbedder, tokenizer) -> None:
+def test_counts_equal_the_tokenizer(embedder: ModelEmbedder, tokenizer) -> None:
     count = embedder.count_tokens
     assert isinstance(count, WordPieceCounter) and count.additive
     texts = list(TRICKY)
@@ -65,7 +65,7 @@ def test_counts_equal_the_tokenizer(embedder: SentenceTransformerEmbedder, token
     assert not wrong, [(t[:60], count(t), real(tokenizer, t)) for t in wrong[:5]]
 
 
-def test_counts_are_additive_over_lines(embedder: SentenceTransformerEmbedder, tokenizer) -> None:
+def test_counts_are_additive_over_lines(embedder: ModelEmbedder, tokenizer) -> None:
     count = embedder.count_tokens
     rng = random.Random(3)
     for _ in range(200):
@@ -74,7 +74,7 @@ def test_counts_are_additive_over_lines(embedder: SentenceTransformerEmbedder, t
 
 
 def test_one_pass_cuts_of_long_lines_fit_and_lose_nothing(
-    embedder: SentenceTransformerEmbedder, tokenizer
+    embedder: ModelEmbedder, tokenizer
 ) -> None:
     settings = DEFAULT.replace(max_line_chars=5000, max_chunk_chars=5000)
     minified = "var a=function(b){return b*2};if(x&&y){z=[1,2,3].map(f)}" * 60
@@ -86,7 +86,7 @@ def test_one_pass_cuts_of_long_lines_fit_and_lose_nothing(
 
 
 def test_streamed_chunks_equal_whole_file_chunks_with_the_model_counter(
-    embedder: SentenceTransformerEmbedder,
+    embedder: ModelEmbedder,
 ) -> None:
     rng = random.Random(11)
     lines = []
@@ -106,7 +106,7 @@ def test_streamed_chunks_equal_whole_file_chunks_with_the_model_counter(
         assert list(chunk_stream("d.csv", io.BytesIO(data), "text", settings, count)) == whole
 
 
-def test_syntax_chunks_fit_the_model_window(embedder: SentenceTransformerEmbedder, tokenizer):
+def test_syntax_chunks_fit_the_model_window(embedder: ModelEmbedder, tokenizer):
     small = DEFAULT.replace(max_chunk_tokens=40)  # small windows: many splits
     for rel in INDEXABLE:
         text = decode((FIXTURE / rel).read_bytes())

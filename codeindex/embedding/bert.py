@@ -13,7 +13,8 @@ same directory (same tokenisation, truncation at the model's ``max_seq_length``;
 equal to float32 rounding, tested), as float32 numpy. ``load(path)`` returns None for a
 directory outside that layout; the caller then uses sentence-transformers.
 
-Only codeindex.embedding imports this module, and only when a model is loaded.
+Only :mod:`codeindex.embedding.model` imports this module, and only when a model is
+loaded: importing it imports torch.
 """
 
 from __future__ import annotations
