@@ -42,6 +42,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Any
 
 from codeindex.types import INDEX_FILE_STEMS
@@ -121,12 +122,12 @@ class QueryShape:
     wants_tests: bool
     wants_docs: bool
 
-    @property
+    @cached_property
     def names(self) -> frozenset[str]:
         """Normalised last parts of the named symbols (what a definition is called)."""
         return frozenset(_norm(parts[-1]) for parts in self.symbols)
 
-    @property
+    @cached_property
     def qualified(self) -> frozenset[str]:
         return frozenset(_norm(".".join(p)) for p in self.symbols if len(p) > 1)
 
@@ -161,6 +162,7 @@ def _words_match(a: str, b: str) -> bool:
     return len(short) >= 4 and long_.startswith(short)
 
 
+@lru_cache(maxsize=512)
 def analyze(query: str) -> QueryShape:
     """Words, named symbols and intent of a query.
 
@@ -235,7 +237,8 @@ def definition_factor(row: dict[str, Any], shape: QueryShape, score: float) -> f
     return boosted
 
 
-def file_name_words(path: str) -> tuple[list[str], str]:
+@lru_cache(maxsize=8192)
+def file_name_words(path: str) -> tuple[tuple[str, ...], str]:
     """(stemmed words of the file's name, the name without extension); an index-like
     file (``mod.rs``, ``index.ts``, ``__init__.py``) is named by its folder."""
     parts = path.split("/")
@@ -243,7 +246,17 @@ def file_name_words(path: str) -> tuple[list[str], str]:
     base = name.rsplit(".", 1)[0] if "." in name else name
     if base.lower() in INDEX_FILE_STEMS and len(parts) > 1:
         base = parts[-2]
-    return [stem(w) for w in split_words(base)], base
+    return tuple(stem(w) for w in split_words(base)), base
+
+
+@lru_cache(maxsize=8192)
+def folder_words(path: str) -> frozenset[str]:
+    """Stemmed words of the folders above a file."""
+    return (
+        frozenset(stem(w) for w in split_words(path.rsplit("/", 1)[0]))
+        if "/" in path
+        else frozenset()
+    )
 
 
 def file_name_factor(path: str, shape: QueryShape) -> float:
@@ -262,9 +275,9 @@ def file_name_factor(path: str, shape: QueryShape) -> float:
 
 def directory_factor(path: str, shape: QueryShape) -> float:
     """× for the share of query words found among the file's folder names."""
-    if not shape.words or "/" not in path:
+    folders = folder_words(path)
+    if not shape.words or not folders:
         return 1.0
-    folders = {stem(w) for w in split_words(path.rsplit("/", 1)[0])}
     found = sum(1 for q in shape.words if any(_words_match(q, f) for f in folders))
     return 1.0 + DIRECTORY_BOOST * found / len(shape.words)
 
@@ -286,20 +299,38 @@ def demote_tests_factor(path: str, shape: QueryShape) -> float:
     return 1.0
 
 
-def rule_score(row: dict[str, Any], shape: QueryShape, rules: frozenset[str]) -> float:
-    """A candidate's score after fusion and the per-chunk rules."""
+def path_factor(path: str, shape: QueryShape, rules: frozenset[str]) -> float:
+    """The product of the rules that depend on the path alone."""
+    factor = 1.0
+    if "file_name" in rules:
+        factor *= file_name_factor(path, shape)
+    if "directory" in rules:
+        factor *= directory_factor(path, shape)
+    if "demote_tests" in rules:
+        factor *= demote_tests_factor(path, shape)
+    return factor
+
+
+def rule_score(
+    row: dict[str, Any],
+    shape: QueryShape,
+    rules: frozenset[str],
+    path_factors: dict[str, float] | None = None,
+) -> float:
+    """A candidate's score after fusion and the per-chunk rules (``path_factors``
+    caches :func:`path_factor` across the chunks of one file)."""
     score = fused_score(row, shape)
     path = row.get("path") or ""
     if "definition" in rules:
         score = definition_factor(row, shape, score)
-    if "file_name" in rules:
-        score *= file_name_factor(path, shape)
-    if "directory" in rules:
-        score *= directory_factor(path, shape)
+    if path_factors is None:
+        score *= path_factor(path, shape, rules)
+    else:
+        if path not in path_factors:
+            path_factors[path] = path_factor(path, shape, rules)
+        score *= path_factors[path]
     if "demote_docs" in rules:
         score *= demote_docs_factor(row, shape)
-    if "demote_tests" in rules:
-        score *= demote_tests_factor(path, shape)
     return score
 
 
@@ -341,8 +372,9 @@ def rank(
         for d in definitions:
             if d["id"] not in rows and is_definition_of(d, shape):
                 rows[d["id"]] = dict(d)
+    path_factors: dict[str, float] = {}
     for row in rows.values():
-        row["score"] = rule_score(row, shape, rules)
+        row["score"] = rule_score(row, shape, rules, path_factors)
     ranked = by_file(rows.values(), rules)
     for row in ranked:
         row["score"] = round(row["score"], 6)

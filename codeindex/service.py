@@ -277,14 +277,22 @@ class CodeIndex:
         with_vec = store.count_with_vectors() if total else 0
         ranking = ranking or Ranking()
         vector_hits: list[dict[str, Any]] = []
+        # Candidates come without their text: only the page's texts are read, below.
         if with_vec and semantic and ranking.vector:
             qvec = self.embedder.embed([query])[0]
-            vector_hits = store.vector_search(qvec, fetch, where)
-        text_hits = store.text_search(query, fetch, where) if ranking.lexical else []
+            vector_hits = store.vector_search(
+                qvec, fetch, where, with_text=False, all_embedded=with_vec == total
+            )
+        text_hits = (
+            store.text_search(query, fetch, where, with_text=False) if ranking.lexical else []
+        )
         names = definition_names(query) if "definition" in ranking.rules else []
-        definitions = store.definitions(names, 50, where) if names else []
+        definitions = store.definitions(names, 50, where, with_text=False) if names else []
         fused = rank(vector_hits, text_hits, query, definitions=definitions, rules=ranking.rules)
         page = fused[offset : offset + k]
+        texts = store.chunk_texts([r["id"] for r in page])
+        # A chunk replaced since the candidates were read has no text now: skip it.
+        page = [{**r, "text": texts[r["id"]]} for r in page if r["id"] in texts]
         next_cursor = (
             encode_cursor("search", fp, offset + k, 0) if len(fused) > offset + k else None
         )

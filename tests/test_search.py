@@ -94,3 +94,21 @@ def test_find_similar_excludes_itself(real_index) -> None:
     assert res["results"]
     for h in res["results"]:
         assert not (h["path"] == "auth/tokens.py" and h["start_line"] <= 33 and h["end_line"] >= 19)
+
+
+def test_candidates_are_read_without_text_and_the_page_gets_it(fake_index) -> None:
+    store = fake_index._open_store()
+    vec = fake_index.embedder.embed(["rate limiter"])[0]
+    bare = store.vector_search(vec, 50, None, with_text=False, all_embedded=True)
+    full = store.vector_search(vec, 50, None)
+    assert bare and all("text" not in r for r in bare)
+    # Skipping the has-vector prefilter when every chunk has one changes nothing.
+    assert [r["id"] for r in bare] == [r["id"] for r in full]
+    lexical = store.text_search("limiter", 50, None, with_text=False)
+    assert lexical and all("text" not in r for r in lexical)
+    texts = store.chunk_texts([r["id"] for r in full[:3]] + ["no-such-id"])
+    assert texts == {r["id"]: r["text"] for r in full[:3]}
+    # What search returns carries each hit's text.
+    for hit in fake_index.search("rate limiter", k=5)["results"]:
+        lines = (fake_index.settings.root / hit["path"]).read_text().splitlines()
+        assert hit["snippet"] == "\n".join(lines[hit["start_line"] - 1 : hit["end_line"]])

@@ -453,31 +453,60 @@ class Store:
             offset += rows.num_rows
 
     # ---------------------------------------------------------------- search
-    def vector_search(self, vector: np.ndarray, limit: int, where: str | None) -> list[dict]:
-        clause = HAS_VECTOR + (f" AND ({where})" if where else "")
-        q = (
-            self.chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
-            .distance_type("cosine")
-            .where(clause, prefilter=True)
-            .select([*HIT_COLUMNS, "_distance"])
-            .limit(limit)
+    def vector_search(
+        self,
+        vector: np.ndarray,
+        limit: int,
+        where: str | None,
+        *,
+        with_text: bool = True,
+        all_embedded: bool = False,
+    ) -> list[dict]:
+        """Nearest chunks by cosine distance (``_distance``). ``with_text=False`` leaves
+        the text out (ranking reads many candidates but shows few: see
+        :meth:`chunk_texts`); ``all_embedded`` (every chunk has a vector) skips the
+        has-vector prefilter, which costs a pass over that column."""
+        clause = " AND ".join(
+            c for c in (None if all_embedded else HAS_VECTOR, f"({where})" if where else None) if c
         )
-        return q.to_list()
+        q = self.chunks.search(
+            np.asarray(vector, dtype=np.float32), vector_column_name="vector"
+        ).distance_type("cosine")
+        if clause:
+            q = q.where(clause, prefilter=True)
+        return q.select([*self._hit_columns(with_text), "_distance"]).limit(limit).to_list()
 
-    def text_search(self, query: str, limit: int, where: str | None) -> list[dict]:
+    def text_search(
+        self, query: str, limit: int, where: str | None, *, with_text: bool = True
+    ) -> list[dict]:
+        """Best chunks by BM25 over the full-text column (``_score``)."""
         if not query.strip():
             return []
         q = self.chunks.search(query, query_type="fts", fts_columns="search_text")
         if where:
             q = q.where(where, prefilter=True)
         try:
-            return q.select([*HIT_COLUMNS, "_score"]).limit(limit).to_list()
+            return q.select([*self._hit_columns(with_text), "_score"]).limit(limit).to_list()
         except (ValueError, RuntimeError, OSError) as exc:
             if "index" in str(exc).lower():
                 return []  # no FTS index yet (empty table): vector side still answers
             raise
 
-    def definitions(self, names: Sequence[str], limit: int, where: str | None) -> list[dict]:
+    @staticmethod
+    def _hit_columns(with_text: bool) -> list[str]:
+        return HIT_COLUMNS if with_text else [c for c in HIT_COLUMNS if c != "text"]
+
+    def chunk_texts(self, ids: Sequence[str]) -> dict[str, str]:
+        """The text of each chunk id that still exists (one indexed lookup)."""
+        ids = list(dict.fromkeys(ids))[:_IN_BATCH]
+        if not ids:
+            return {}
+        rows = self.chunks.search().where(sql_in("id", ids)).select(["id", "text"])
+        return {r["id"]: r["text"] for r in rows.limit(len(ids)).to_list()}
+
+    def definitions(
+        self, names: Sequence[str], limit: int, where: str | None, *, with_text: bool = True
+    ) -> list[dict]:
         """Chunks whose symbol is one of ``names`` or ends with ``.name`` (any case):
         the definitions a query names, for ranking to inject. A scan of the symbol
         column, bounded by ``limit``."""
@@ -490,7 +519,8 @@ class Store:
             like = "%." + n.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             ors.append(f"lower(symbol) LIKE {sql_str(like)} ESCAPE '\\'")
         clause = "(" + " OR ".join(ors) + ")" + (f" AND ({where})" if where else "")
-        return self.chunks.search().where(clause).select(HIT_COLUMNS).limit(limit).to_list()
+        q = self.chunks.search().where(clause).select(self._hit_columns(with_text))
+        return q.limit(limit).to_list()
 
     # ---------------------------------------------------------- maintenance
     def ensure_indexes(self) -> None:
