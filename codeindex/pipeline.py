@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 import numpy as np
-import pyarrow as pa
 
 from codeindex import chunking, discovery
 from codeindex.config import Settings
@@ -34,8 +33,15 @@ from codeindex.embedding import Embedder, EmbedError
 from codeindex.languages import DATA_LANGUAGES
 from codeindex.memory import Governor, Pressure, peak_rss_bytes, release_caches, trim
 from codeindex.storage import FileSnapshot, Store
-from codeindex.storage.schema import chunks_schema, search_text
-from codeindex.types import Chunk, FileRecord, Skipped, SkipReason, SourceFile, embedding_input
+from codeindex.types import (
+    Chunk,
+    ChunkRow,
+    FileRecord,
+    Skipped,
+    SkipReason,
+    SourceFile,
+    embedding_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +216,6 @@ class Pipeline:
         # Directories discovery could not list: files indexed under them are kept.
         self._protected_prefixes: list[str] = []
         self._dim = embedder.dimension
-        self._schema = chunks_schema(store.dimension)
         self._count_tokens: Callable[[str], int] = embedder.count_tokens
         # write buffer
         self._buf_records: list[FileRecord] = []
@@ -218,6 +223,7 @@ class Pipeline:
         self._buf_paths: list[str] = []  # files whose chunks are swapped atomically
         self._buf_new: list[tuple[Chunk, int]] = []  # chunks of new files: appended
         self._buf_new_records: list[FileRecord] = []  # their records: appended too
+        self._buf_gone: list[str] = []  # files to remove: deleted together, last
 
     # ------------------------------------------------------------ entry
     def run(
@@ -394,8 +400,7 @@ class Pipeline:
             if kind == "unchanged":
                 rep.unchanged += 1
             elif kind == "gone":
-                self._flush()
-                self.store.delete_paths([path])
+                self._delete_later(path)
                 rep.deleted += 1
             self.progress.advance(1)
             return
@@ -426,8 +431,7 @@ class Pipeline:
             if sk.reason in _FAILED_READ:
                 rep.failed.append({"path": sk.path, "reason": sk.reason, "detail": sk.detail})
             if sk.reason == SkipReason.VANISHED:
-                self._flush()
-                self.store.delete_paths([sk.path])
+                self._delete_later(sk.path)
             else:
                 self._buf_paths.append(sk.path)  # drop any chunks it had
                 self._buf_records.append(
@@ -438,24 +442,41 @@ class Pipeline:
             self._stream(item)
         self.progress.advance(1)
 
+    def _delete_later(self, path: str) -> None:
+        """Remove ``path`` from the index with the next flush: the paths of a batch go in
+        one delete (two commits however many files a watched folder held)."""
+        if any(r.path == path for r in (*self._buf_records, *self._buf_new_records)):
+            self._flush()  # its buffered write must not land after the delete
+        self._buf_gone.append(path)
+        if len(self._buf_gone) >= _LOOKUP_BATCH:
+            self._flush()
+
     def _flush(self) -> None:
         """Write the buffer: one atomic chunk swap for changed files, one append for new
-        files' chunks, then all their records (so a record never precedes its chunks)."""
-        if not self._buf_records and not self._buf_paths and not self._buf_new_records:
+        files' chunks, then all their records (so a record never precedes its chunks),
+        then the deletes (after the writes, which could still reuse their vectors)."""
+        if (
+            not self._buf_records
+            and not self._buf_paths
+            and not self._buf_new_records
+            and not self._buf_gone
+        ):
             return
         chunks = self._buf_chunks
         if self._buf_paths:
-            rows = self._rows(chunks, ordinals=None) if chunks else None
-            self.store.replace_files(self._buf_paths, rows)
+            self.store.replace_files(self._buf_paths, self._rows(chunks, ordinals=None))
         if self._buf_new:
             self.store.add_chunks(self._rows(self._buf_new, ordinals=None))
         # New files after a clean run have no record yet: append, no join. (An upsert
         # joins the whole files table, which has no index until the run's first
         # compaction: its cost grew with the table through a first run.)
-        self.store.add_files(self._buf_new_records)
-        self.store.upsert_files(self._buf_records)
+        if self._buf_new_records or self._buf_records:
+            self.store.add_files(self._buf_new_records)
+            self.store.upsert_files(self._buf_records)
+        if self._buf_gone:
+            self.store.delete_paths(self._buf_gone)
         self.report.chunks_written += len(chunks) + len(self._buf_new)
-        self._buf_new, self._buf_new_records = [], []
+        self._buf_new, self._buf_new_records, self._buf_gone = [], [], []
         self._wrote_batch()
         self._buf_records, self._buf_chunks, self._buf_paths = [], [], []
 
@@ -466,7 +487,11 @@ class Pipeline:
         if self._writes % 16 == 0:
             trim()
 
-    def _rows(self, chunks: list[tuple[Chunk, int]], ordinals: list[int] | None) -> pa.Table:
+    def _rows(self, chunks: list[tuple[Chunk, int]], ordinals: list[int] | None) -> list[ChunkRow]:
+        """The chunks (with their priorities) as rows: ids from each chunk's ordinal in
+        its file (counted here when ``ordinals`` is None), stored vectors reused."""
+        if not chunks:
+            return []
         reuse = (
             self.store.vectors_for_hashes([c.content_hash for c, _ in chunks])
             if self._reuse
@@ -478,35 +503,12 @@ class Pipeline:
                 n = counters.get(c.path, 0)
                 counters[c.path] = n + 1
                 ordinals.append(n)
-        vec_type = pa.list_(pa.float32(), self.store.dimension)
-        vectors = []
-        for c, _ in chunks:
-            v = reuse.get(c.content_hash)
-            vectors.append(None if v is None else v.tolist())
-        reused = sum(v is not None for v in vectors)
-        self.report.chunks_reused += reused
-        return pa.table(
-            {
-                "id": [
-                    _chunk_id(c.path, o, c.content_hash)
-                    for (c, _), o in zip(chunks, ordinals, strict=True)
-                ],
-                "path": [c.path for c, _ in chunks],
-                "language": [c.language for c, _ in chunks],
-                "symbol": [c.symbol for c, _ in chunks],
-                "kind": [c.kind for c, _ in chunks],
-                "start_line": [c.start_line for c, _ in chunks],
-                "end_line": [c.end_line for c, _ in chunks],
-                "text": [c.text for c, _ in chunks],
-                "search_text": [search_text(c.path, c.symbol, c.text) for c, _ in chunks],
-                "content_hash": [c.content_hash for c, _ in chunks],
-                "priority": pa.array([p for _, p in chunks], pa.int8()),
-                "embed_error": [""] * len(chunks),
-                "vector": pa.array(vectors, type=vec_type),
-                "has_vector": pa.array([v is not None for v in vectors], pa.bool_()),
-            },
-            schema=self._schema,
-        )
+        rows = [
+            ChunkRow(_chunk_id(c.path, o, c.content_hash), c, p, reuse.get(c.content_hash))
+            for (c, p), o in zip(chunks, ordinals, strict=True)
+        ]
+        self.report.chunks_reused += sum(r.vector is not None for r in rows)
+        return rows
 
     def _stream(self, item: _Stream) -> None:
         """A big file: never read whole. Its chunks replace the old ones as one
@@ -547,7 +549,7 @@ class Pipeline:
         else:
             rep.updated += 1
 
-    def _stream_batches(self, src: SourceFile, done: _Streamed) -> Iterator[pa.RecordBatch]:
+    def _stream_batches(self, src: SourceFile, done: _Streamed) -> Iterator[list[ChunkRow]]:
         """The chunks of a streamed file, ``write_batch_rows`` at a time. Sets
         ``done.digest`` once the whole file was read (not when stopped early)."""
         prio = file_priority(src.language, src.size, self.settings)
@@ -562,7 +564,7 @@ class Pipeline:
                 ordinals.append(done.count)
                 done.count += 1
                 if len(batch) >= self.settings.write_batch_rows:
-                    yield from self._rows(batch, ordinals).to_batches()
+                    yield self._rows(batch, ordinals)
                     self.report.chunks_written += len(batch)
                     batch, ordinals = [], []
                     # Each batch frees its buffers: give the pages back at once, so
@@ -571,7 +573,7 @@ class Pipeline:
                     if self.stop.is_set():
                         return
             if batch:
-                yield from self._rows(batch, ordinals).to_batches()
+                yield self._rows(batch, ordinals)
                 self.report.chunks_written += len(batch)
             done.digest = reader.hexdigest()
 
@@ -604,7 +606,7 @@ class Pipeline:
             while not self.stop.is_set():
                 self.governor.wait_for_room(self.stop, log=log)
                 page = self.store.pending_chunks(_EMBED_PAGE, priority)
-                if page.num_rows == 0:
+                if not page:
                     break
                 self._embed_page(page)
                 trim()  # hand the batch's activations back before the next page
@@ -615,18 +617,10 @@ class Pipeline:
                 if self.governor.pressure() != Pressure.NORMAL:
                     release_caches()
 
-    def _embed_page(self, page: pa.Table) -> None:
-        ids = page.column("id").to_pylist()
-        hashes = page.column("content_hash").to_pylist()
-        texts = [
-            embedding_input(p, s or "", t)
-            for p, s, t in zip(
-                page.column("path").to_pylist(),
-                page.column("symbol").to_pylist(),
-                page.column("text").to_pylist(),
-                strict=True,
-            )
-        ]
+    def _embed_page(self, page: list[ChunkRow]) -> None:
+        ids = [r.id for r in page]
+        hashes = [r.chunk.content_hash for r in page]
+        texts = [embedding_input(r.chunk.path, r.chunk.symbol, r.chunk.text) for r in page]
         # Identical inputs are embedded once; inputs already embedded elsewhere reuse.
         known = self.store.vectors_for_hashes(hashes)
         todo: dict[str, str] = {}
@@ -647,13 +641,7 @@ class Pipeline:
                     fresh = dict(zip(good, vecs, strict=True))
                 bad_ids = [i for i, h in zip(ids, hashes, strict=True) if h in bad]
                 self.store.mark_embed_failed(bad_ids, "out of memory at batch size 1")
-                for path in sorted(
-                    {
-                        p
-                        for p, h in zip(page.column("path").to_pylist(), hashes, strict=True)
-                        if h in bad
-                    }
-                ):
+                for path in sorted({r.chunk.path for r in page if r.chunk.content_hash in bad}):
                     self.report.failed.append(
                         {"path": path, "reason": SkipReason.EMBED_FAILED, "detail": str(exc)}
                     )
@@ -666,7 +654,7 @@ class Pipeline:
                 rows.append(row)
                 out_vecs.append(v)
         if rows:
-            self.store.set_vectors(page.take(rows), np.stack(out_vecs))
+            self.store.set_vectors([page[i] for i in rows], np.stack(out_vecs))
         self.report.chunks_embedded += len(fresh)
         # Rows filled without running the model: stored duplicates and in-page repeats.
         self.report.chunks_reused += len(rows) - len(fresh)

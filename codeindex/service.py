@@ -27,9 +27,8 @@ from codeindex.errors import (
 from codeindex.locking import WriterLock, is_locked
 from codeindex.pipeline import IndexReport, Pipeline, Progress
 from codeindex.ranking import CANDIDATES, Ranking, definition_names, match_line, rank
-from codeindex.storage import Store, decode_cursor, encode_cursor, index_exists
+from codeindex.storage import Filter, Store, decode_cursor, encode_cursor, index_exists
 from codeindex.storage.cursor import fingerprint
-from codeindex.storage.schema import glob_filter, sql_str
 from codeindex.types import embedding_input
 
 log = logging.getLogger(__name__)
@@ -269,7 +268,7 @@ class CodeIndex:
             raise CodeIndexError(
                 f"results beyond the first {MAX_SEARCH_DEPTH} are not served; refine the query."
             )
-        where = self._filters(language, glob)
+        where = Filter(language=language, glob=glob)
         # Ranking works on files, not single chunks, so it needs more candidates than
         # the page; pages within the first CANDIDATES continue one ranking.
         fetch = min(MAX_SEARCH_DEPTH, max(offset + k + 1, CANDIDATES))
@@ -319,19 +318,6 @@ class CodeIndex:
             "match_line": match_line(text, start, query) if query else start,
         }
 
-    @staticmethod
-    def _filters(language: str = "", glob: str = "", skipped: bool | None = None) -> str | None:
-        clauses = []
-        if language:
-            clauses.append(f"language = {sql_str(language.lower())}")
-        if glob:
-            clauses.append(glob_filter(glob))
-        if skipped is True:
-            clauses.append("skip_reason != ''")
-        elif skipped is False:
-            clauses.append("skip_reason = ''")
-        return " AND ".join(clauses) or None
-
     def list_files(
         self,
         *,
@@ -352,7 +338,7 @@ class CodeIndex:
         store = self._open_store()
         fp = fingerprint("files", glob, language, skipped)
         offset, version = decode_cursor(cursor, "files", fp) if cursor else (0, None)
-        where = self._filters(language, glob, skipped)
+        where = Filter(language=language, glob=glob, skipped=skipped)
         records, used_version = store.page_files(where, offset, page_size + 1, version)
         more = len(records) > page_size
         records = records[:page_size]
@@ -417,14 +403,14 @@ class CodeIndex:
         out.update(
             model=meta.get("model", s.model),
             dimension=int(meta["dimension"]) if meta.get("dimension") else None,
-            files=store.count_files("skip_reason = ''"),
+            files=store.count_indexed_files(),
             chunks=total,
             chunks_with_vectors=with_vec,
             coverage=round(with_vec / total, 4) if total else 0.0,
             skipped=store.skip_counts(),
             disk_bytes=store.disk_bytes(),
             last_indexed_at=_iso(last),
-            embed_failed=store.count_chunks("embed_error != ''") if total else 0,
+            embed_failed=store.count_embed_failed() if total else 0,
         )
         ok, why = self.compatibility()
         if not ok:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def text_hash(text: str) -> str:
@@ -95,6 +99,18 @@ class Chunk:
         if not self.content_hash:
             digest = text_hash(embedding_input(self.path, self.symbol, self.text))
             object.__setattr__(self, "content_hash", digest)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    """A chunk as the index stores it: its id (unique per path, ordinal and content),
+    its embedding priority (0 source, 1 docs, 2 data/huge: embed order) and its vector
+    (``None`` until embedded; float32 of the index's dimension)."""
+
+    id: str
+    chunk: Chunk
+    priority: int
+    vector: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "codeindex"
 MODEL_LIBS = frozenset({"torch", "sentence_transformers", "transformers", "safetensors.torch"})
 STORAGE_LIBS = frozenset({"lancedb", "lance", "pyarrow"})
 
-# (module, library) pairs that break a layer today. To be moved by issue 16's storage
-# step: pipeline.py builds the chunks' Arrow rows itself (storage/rows.py will). Remove
-# an entry when its import goes; the test fails until you do, so the list only shrinks.
-ALLOWED = frozenset({("codeindex/pipeline.py", "pyarrow")})
+# (module, library) pairs allowed to break a layer. Remove an entry when its import
+# goes; the test fails until you do, so the list only shrinks.
+ALLOWED: frozenset[tuple[str, str]] = frozenset()
 
 
 def _imported(tree: ast.AST) -> Iterator[str]:

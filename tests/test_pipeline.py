@@ -11,6 +11,7 @@ import pytest
 
 from codeindex.embedding import EmbedError, FakeEmbedder
 from codeindex.service import CodeIndex
+from codeindex.storage import Filter
 from codeindex.storage import store as store_module
 from tests.conftest import INDEXABLE, fake_settings
 
@@ -35,7 +36,7 @@ def test_first_index_counts_and_exclusions(sample_repo: Path) -> None:
     assert _paths(ci, skipped=True) == ["storage/blob.dat"]
     store = ci._open_store()
     assert store.count_chunks() == rep.chunks_written > len(INDEXABLE)
-    assert store.count_chunks("vector IS NULL") == 0
+    assert store.count_chunks(Filter(embedded=False)) == 0
     assert rep.chunks_embedded == emb.texts_embedded > 0
     assert not rep.failed
 
@@ -107,7 +108,7 @@ def test_edit_reembeds_only_changed_chunks(fake_index: CodeIndex) -> None:
     new_chunks = store.chunks_of("auth/tokens.py")
     assert len(new_chunks) == len(old_chunks)
     assert any("forged signature" in c["text"] for c in new_chunks)
-    assert store.count_chunks("path = 'auth/tokens.py' AND vector IS NULL") == 0
+    assert store.count_chunks(Filter(path="auth/tokens.py", embedded=False)) == 0
 
 
 def test_delete_removes_file_and_chunks(fake_index: CodeIndex) -> None:
@@ -115,7 +116,7 @@ def test_delete_removes_file_and_chunks(fake_index: CodeIndex) -> None:
     rep = fake_index.index()
     assert rep.deleted == 1
     store = fake_index._open_store()
-    assert store.count_chunks("path = 'storage/lru.rs'") == 0
+    assert store.count_chunks(Filter(path="storage/lru.rs")) == 0
     assert "storage/lru.rs" not in _paths(fake_index)
     hits = fake_index.search("LruCache evict least recently used", k=20)["results"]
     assert all(h["path"] != "storage/lru.rs" for h in hits)
@@ -139,7 +140,7 @@ def test_identical_chunks_embedded_once(sample_repo: Path) -> None:
     ci = CodeIndex(fake_settings(sample_repo, max_chunk_lines=2), embedder=emb)
     rep = ci.index()
     store = ci._open_store()
-    assert store.count_chunks("path = 'dup.txt'") == 5
+    assert store.count_chunks(Filter(path="dup.txt")) == 5
     pairs = list(store.iter_chunk_hashes())
     distinct = {h for _, h in pairs}
     assert rep.chunks_embedded == emb.texts_embedded == len(distinct)
@@ -147,7 +148,7 @@ def test_identical_chunks_embedded_once(sample_repo: Path) -> None:
     dup = {h for p, h in pairs if p == "dup.txt"}
     copy = {h for p, h in pairs if p == "copy.txt"}
     assert len(dup) == 1 and copy and dup != copy
-    assert store.count_chunks("vector IS NULL") == 0
+    assert store.count_chunks(Filter(embedded=False)) == 0
 
 
 def test_repeated_updates_do_not_grow_versions(fake_index: CodeIndex) -> None:
@@ -175,7 +176,7 @@ def test_generated_files_are_skipped_and_come_back_incrementally(sample_repo: Pa
     page = ci.list_files(skipped=True)["files"]
     assert {f["path"]: f["reason"] for f in page}["uv.lock"] == "generated"
     assert ci.status()["skipped"] == {"binary": 1, "generated": 2}
-    assert ci._open_store().count_chunks("path = 'uv.lock'") == 0
+    assert ci._open_store().count_chunks(Filter(path="uv.lock")) == 0
 
     # The setting brings them back on the next run, without a rebuild.
     on = CodeIndex(fake_settings(sample_repo, index_generated=True), embedder=FakeEmbedder())
@@ -192,7 +193,7 @@ def test_generated_files_are_skipped_and_come_back_incrementally(sample_repo: Pa
     assert rep.skipped == {"generated": 1}
     assert (rep.added, rep.updated) == (1, 0)  # the .codeindexignore; logo.svg is unchanged
     assert "logo.svg" in _paths(off) and "uv.lock" in _paths(off, skipped=True)
-    assert off._open_store().count_chunks("path = 'uv.lock'") == 0
+    assert off._open_store().count_chunks(Filter(path="uv.lock")) == 0
 
 
 def test_partial_update_by_paths(fake_index: CodeIndex) -> None:
@@ -203,6 +204,32 @@ def test_partial_update_by_paths(fake_index: CodeIndex) -> None:
     assert rep.added == 1 and rep.deleted == 1
     assert "new_module.py" in _paths(fake_index)
     assert "net/retry.ts" not in _paths(fake_index)
+
+
+def _commits_to_delete(root: Path, n: int) -> tuple[int, int]:
+    """(chunk-table, files-table) commits of one update that removes ``n`` files (what
+    the watcher hands over when a folder goes)."""
+    for i in range(n):
+        (root / "gone" / f"m{i}.py").parent.mkdir(parents=True, exist_ok=True)
+        (root / "gone" / f"m{i}.py").write_text(f"def gone_{i}():\n    return {i}\n")
+    ci = CodeIndex(fake_settings(root), embedder=FakeEmbedder())
+    ci.index()
+    store = ci._open_store()
+    chunks, files = store.versions_since_open(), store.files_version()
+    paths = [f"gone/m{i}.py" for i in range(n)]
+    for p in paths:
+        (root / p).unlink()
+    rep = ci.index(paths=paths, compact=False)
+    assert rep.deleted == n
+    assert not set(paths) & set(_paths(ci))
+    assert store.count_chunks(Filter(path_prefix="gone/")) == 0
+    return store.versions_since_open() - chunks, store.files_version() - files
+
+
+def test_deleting_many_files_costs_the_commits_of_one(tmp_path: Path) -> None:
+    few = _commits_to_delete(tmp_path / "few", 2)
+    many = _commits_to_delete(tmp_path / "many", 20)
+    assert many == few == (1, 1)
 
 
 class _FailingEmbedder(FakeEmbedder):
@@ -221,11 +248,11 @@ def test_unembeddable_chunk_is_reported_not_zero_filled(sample_repo: Path) -> No
     rep = ci.index()
     assert [f["path"] for f in rep.failed] == ["huge.py"]
     store = ci._open_store()
-    assert store.count_chunks("path = 'huge.py' AND vector IS NULL") == 1
-    assert store.count_chunks("embed_error != ''") == 1
+    assert store.count_chunks(Filter(path="huge.py", embedded=False)) == 1
+    assert store.count_embed_failed() == 1
     assert ci.status()["embed_failed"] == 1
     # Other files are fully embedded; the next run does not retry forever.
-    assert store.count_chunks("path != 'huge.py' AND vector IS NULL") == 0
+    assert store.count_chunks(Filter(embedded=False)) == 1
     assert ci.index().chunks_embedded == 0
 
 

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from codeindex.ranking import RULES, analyze, definition_names, rank, stem
-from codeindex.storage.schema import glob_to_like, search_text, split_identifier
+from codeindex.storage.filters import Filter, glob_to_like
+from codeindex.storage.schema import search_text, split_identifier
 
 ALL = frozenset(RULES)
 
@@ -166,6 +167,18 @@ def test_glob_translation() -> None:
     assert glob_to_like("*.py") == "%.py"
     assert glob_to_like("src/**/*.py") == "src/%.py"
     assert glob_to_like("a_b?.py") == "a\\_b_.py"
+
+
+def test_filter_sql() -> None:
+    assert Filter().to_sql() is None
+    assert Filter(language="Python", skipped=False).to_sql() == (
+        "language = 'python' AND skip_reason = ''"
+    )
+    assert Filter(glob="*.py", skipped=True).to_sql() == (
+        "path LIKE '%.py' ESCAPE '\\' AND skip_reason != ''"
+    )
+    assert Filter(path_prefix="a_b/it's%").to_sql() == ("path LIKE 'a\\_b/it''s\\%%' ESCAPE '\\'")
+    assert Filter(path="x.py", embedded=False).to_sql() == "path = 'x.py' AND has_vector = false"
 
 
 def test_match_line_points_at_the_densest_window():

@@ -12,7 +12,7 @@ from pathlib import Path
 from codeindex.config import load_settings
 from codeindex.embedding import FAKE_MODEL, FakeEmbedder
 from codeindex.service import CodeIndex
-from codeindex.storage import Store, index_exists
+from codeindex.storage import Filter, Store, index_exists
 
 
 def _tree(root: Path, files: int) -> None:
@@ -78,4 +78,4 @@ def test_sigkill_mid_index_then_resume_matches_fresh_index(tmp_path: Path) -> No
     assert got_files == want_files
     assert got_chunks == want_chunks  # no duplicated or lost rows
     store = Store(index_dir, 384)
-    assert store.count_chunks("vector IS NULL") == 0
+    assert store.count_chunks(Filter(embedded=False)) == 0

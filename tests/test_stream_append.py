@@ -12,42 +12,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import lance
-import pyarrow as pa
 import pytest
 
 from codeindex.embedding import FakeEmbedder
 from codeindex.service import CodeIndex
-from codeindex.storage import Store, maintenance
-from codeindex.storage.schema import chunks_schema
+from codeindex.storage import Filter, Store, maintenance
+from codeindex.types import Chunk, ChunkRow
 from tests.conftest import fake_settings
 
 DIM = 8
 
 
-def _batch(start: int, rows: int, path: str = "huge.txt") -> pa.RecordBatch:
-    ids = range(start, start + rows)
-    return pa.RecordBatch.from_pydict(
-        {
-            "id": [f"{path}:{i}" for i in ids],
-            "path": [path] * rows,
-            "language": ["text"] * rows,
-            "symbol": [""] * rows,
-            "kind": ["block"] * rows,
-            "start_line": list(ids),
-            "end_line": list(ids),
-            "text": [f"line {i}" for i in ids],
-            "search_text": [f"line {i}" for i in ids],
-            "content_hash": [f"h{i}" for i in ids],
-            "priority": pa.array([2] * rows, pa.int8()),
-            "embed_error": [""] * rows,
-            "has_vector": [False] * rows,
-            "vector": pa.array([None] * rows, pa.list_(pa.float32(), DIM)),
-        },
-        schema=chunks_schema(DIM),
-    )
+def _batch(start: int, rows: int, path: str = "huge.txt") -> list[ChunkRow]:
+    return [
+        ChunkRow(f"{path}:{i}", Chunk(path, i, i, f"line {i}", "text", "", "block", f"h{i}"), 2)
+        for i in range(start, start + rows)
+    ]
 
 
-def _batches(total: int, size: int = 4096, path: str = "huge.txt") -> Iterator[pa.RecordBatch]:
+def _batches(total: int, size: int = 4096, path: str = "huge.txt") -> Iterator[list[ChunkRow]]:
     for start in range(0, total, size):
         yield _batch(start, min(size, total - start), path)
 
@@ -77,8 +60,8 @@ def test_stream_replaces_only_the_old_rows_of_its_path(tmp_path: Path) -> None:
     store.replace_streamed("other.txt", _batches(300, path="other.txt"))
     store.replace_streamed("huge.txt", _batches(5000))
     store.replace_streamed("huge.txt", _batches(700, size=256))
-    assert store.count_chunks("path = 'huge.txt'") == 700
-    assert store.count_chunks("path = 'other.txt'") == 300
+    assert store.count_chunks(Filter(path="huge.txt")) == 700
+    assert store.count_chunks(Filter(path="other.txt")) == 300
     assert sorted(r["start_line"] for r in store.chunks_of("huge.txt")) == list(range(700))
 
 
@@ -87,7 +70,7 @@ def test_failed_stream_commits_nothing_and_leaves_no_files(tmp_path: Path) -> No
     store.replace_streamed("huge.txt", _batches(100))
     version, kept = _dataset(store).version, _data_files(store)
 
-    def vanishing() -> Iterator[pa.RecordBatch]:
+    def vanishing() -> Iterator[list[ChunkRow]]:
         # Three fragments' rows, so finished data files were on disk before the error.
         yield from _batches(3 * maintenance.TARGET_ROWS)
         raise FileNotFoundError("huge.txt vanished")
@@ -157,7 +140,7 @@ def test_streamed_copy_reuses_the_stored_vectors_of_identical_chunks(tmp_path: P
     assert rep.added == 1 and not rep.failed
     assert rep.chunks_embedded == 0
     assert rep.chunks_reused == first.chunks_embedded  # every chunk, from the lookup
-    assert ci._open_store().count_chunks("vector IS NULL") == 0
+    assert ci._open_store().count_chunks(Filter(embedded=False)) == 0
 
 
 def test_restreamed_file_keeps_the_vectors_of_its_unchanged_chunks(tmp_path: Path) -> None:
@@ -177,5 +160,5 @@ def test_restreamed_file_keeps_the_vectors_of_its_unchanged_chunks(tmp_path: Pat
     assert rep.chunks_reused >= first.chunks_embedded - 1
     store = ci._open_store()
     assert store.count_chunks() == store.get_files(["big.txt"])["big.txt"].chunk_count
-    assert store.count_chunks("vector IS NULL") == 0
+    assert store.count_chunks(Filter(embedded=False)) == 0
     assert ci.search("appended_marker_line", k=1)["results"][0]["path"] == "big.txt"

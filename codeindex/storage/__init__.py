@@ -20,6 +20,7 @@ def _bound_lance_io_threads() -> None:
 _bound_lance_io_threads()
 
 from codeindex.storage.cursor import decode_cursor, encode_cursor  # noqa: E402
+from codeindex.storage.filters import Filter  # noqa: E402
 from codeindex.storage.store import FileSnapshot, Store, index_exists  # noqa: E402
 
-__all__ = ["FileSnapshot", "Store", "decode_cursor", "encode_cursor", "index_exists"]
+__all__ = ["FileSnapshot", "Filter", "Store", "decode_cursor", "encode_cursor", "index_exists"]

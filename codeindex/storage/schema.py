@@ -10,9 +10,6 @@ CHUNKS = "chunks"
 FILES = "files"
 META = "meta"
 
-HAS_VECTOR = "has_vector = true"
-PENDING = "has_vector = false AND embed_error = ''"
-
 
 def chunks_schema(dimension: int) -> pa.Schema:
     return pa.schema(
@@ -76,43 +73,3 @@ def search_text(path: str, symbol: str, text: str) -> str:
                     extra[part.lower()] = None
     words = re.sub(r"[^A-Za-z0-9]+", " ", f"{path} {symbol}")
     return f"{words}\n{text}\n{' '.join(extra)}"
-
-
-def sql_str(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def sql_in(column: str, values: list[str]) -> str:
-    return f"{column} IN ({', '.join(sql_str(v) for v in values)})"
-
-
-def glob_to_like(glob: str) -> str:
-    """Translate a path glob to a SQL LIKE pattern (escape char ``\\``).
-
-    ``*`` and ``**`` match any run of characters (including ``/``), ``?`` one
-    character. A glob without ``/`` also matches in any directory (like git).
-    """
-    out = []
-    for ch in glob:
-        if ch == "*":
-            out.append("%")
-        elif ch == "?":
-            out.append("_")
-        elif ch in "%_\\":
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    like = re.sub("%+", "%", "".join(out)).replace("%/%", "%")
-    if "/" not in glob and not like.startswith("%"):
-        # "*.py" already matches anywhere; "main.go" should match "cmd/main.go" too.
-        return like
-    return like.lstrip("/") if like.startswith("/") else like
-
-
-def glob_filter(glob: str) -> str:
-    like = glob_to_like(glob)
-    clause = f"path LIKE {sql_str(like)} ESCAPE '\\'"
-    if "/" not in glob and not like.startswith("%"):
-        clause = f"({clause} OR path LIKE {sql_str('%/' + like)} ESCAPE '\\')"
-    return clause

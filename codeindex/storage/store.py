@@ -29,25 +29,22 @@ from lancedb.index import BTree
 
 from codeindex.errors import BadCursorError, CodeIndexError
 from codeindex.memory import trim
-from codeindex.storage import maintenance
-from codeindex.storage.schema import (
-    CHUNKS,
-    FILES,
-    FILES_SCHEMA,
+from codeindex.storage import filters, maintenance, rows
+from codeindex.storage.filters import (
+    EMBED_FAILED,
     HAS_VECTOR,
-    META,
-    META_SCHEMA,
     PENDING,
-    chunks_schema,
+    SKIPPED,
+    Filter,
     sql_in,
-    sql_str,
+    where_of,
 )
-from codeindex.types import FileRecord
+from codeindex.storage.rows import CHUNK_COLUMNS, HIT_COLUMNS, file_record, hit_columns
+from codeindex.storage.schema import CHUNKS, FILES, FILES_SCHEMA, META, META_SCHEMA, chunks_schema
+from codeindex.types import ChunkRow, FileRecord
 
 log = logging.getLogger(__name__)
 
-# Chunk columns returned by searches and listings (never the vector unless asked).
-HIT_COLUMNS = ["id", "path", "language", "symbol", "kind", "start_line", "end_line", "text"]
 _IN_BATCH = 500  # max keys per IN (...) filter
 _INDEX_CACHE_BYTES = 64 * 1024 * 1024
 _METADATA_CACHE_BYTES = 32 * 1024 * 1024
@@ -97,10 +94,6 @@ class Store:
                 self.db.create_table(CHUNKS, schema=chunks_schema(dimension))
         self._open_tables()
         self.opened_version = self.chunks.version
-        # Every chunk column but the vector ones, as pending_chunks returns them.
-        self._row_columns = [
-            f.name for f in self.chunks.schema if f.name not in ("vector", "has_vector")
-        ]
         vec_type = self.chunks.schema.field("vector").type
         stored_dim = getattr(vec_type, "list_size", dimension)
         if stored_dim != dimension:
@@ -138,18 +131,14 @@ class Store:
 
     # ------------------------------------------------------------------ meta
     def read_meta(self) -> dict[str, str]:
-        rows = self.meta.search().select(["key", "value"]).limit(1000).to_list()
-        return {r["key"]: r["value"] for r in rows}
+        page = self.meta.search().select(["key", "value"]).limit(1000).to_list()
+        return {r["key"]: r["value"] for r in page}
 
     def write_meta(self, values: dict[str, str]) -> None:
         self.writes += 1
-        data = pa.table(
-            {"key": list(values), "value": [str(v) for v in values.values()]},
-            schema=META_SCHEMA,
-        )
         self.meta.merge_insert(
             "key"
-        ).when_matched_update_all().when_not_matched_insert_all().execute(data)
+        ).when_matched_update_all().when_not_matched_insert_all().execute(rows.meta_table(values))
 
     # ----------------------------------------------------------------- files
     def get_files(self, paths: Sequence[str]) -> dict[str, FileRecord]:
@@ -175,7 +164,7 @@ class Store:
         """Append records of files the table does not hold yet (no lookup, no join)."""
         if records:
             self.writes += 1
-            self.files.add(self._file_rows(records))
+            self.files.add(rows.file_table(records))
 
     def upsert_files(self, records: Sequence[FileRecord]) -> None:
         self.writes += 1
@@ -183,35 +172,18 @@ class Store:
             return
         self.files.merge_insert(
             "path"
-        ).when_matched_update_all().when_not_matched_insert_all().execute(self._file_rows(records))
-
-    @staticmethod
-    def _file_rows(records: Sequence[FileRecord]) -> pa.Table:
-        return pa.table(
-            {
-                "path": [r.path for r in records],
-                "size": [r.size for r in records],
-                "mtime_ns": [r.mtime_ns for r in records],
-                "content_hash": [r.content_hash for r in records],
-                "language": [r.language for r in records],
-                "chunk_count": [r.chunk_count for r in records],
-                "indexed_at": [r.indexed_at for r in records],
-                "skip_reason": [r.skip_reason for r in records],
-                "skip_detail": [r.skip_detail for r in records],
-            },
-            schema=FILES_SCHEMA,
-        )
+        ).when_matched_update_all().when_not_matched_insert_all().execute(rows.file_table(records))
 
     def iter_file_paths(self, page_size: int = 5000) -> Iterator[str]:
         """Every path in the files table, paged (pinned to one table version)."""
         table = self.db.open_table(FILES)
         offset = 0
         while True:
-            rows = table.search().select(["path"]).limit(page_size).offset(offset).to_arrow()
-            if rows.num_rows == 0:
+            page = table.search().select(["path"]).limit(page_size).offset(offset).to_arrow()
+            if page.num_rows == 0:
                 return
-            yield from rows.column("path").to_pylist()
-            offset += rows.num_rows
+            yield from page.column("path").to_pylist()
+            offset += page.num_rows
 
     def versions_since_open(self) -> int:
         """How many chunk-table versions were committed since this Store opened."""
@@ -221,7 +193,7 @@ class Store:
         return self.files.version
 
     def page_files(
-        self, where: str | None, offset: int, limit: int, version: int | None
+        self, where: Filter | None, offset: int, limit: int, version: int | None
     ) -> tuple[list[FileRecord], int]:
         """One page of file records at table ``version`` (None: latest).
 
@@ -238,32 +210,37 @@ class Store:
                     "gone; list again without a cursor"
                 ) from None
         q = table.search()
-        if where:
-            q = q.where(where)
-        rows = q.limit(limit).offset(offset).to_list()
-        return [_record(r) for r in rows], table.version
+        if clause := where_of(where):
+            q = q.where(clause)
+        found = q.limit(limit).offset(offset).to_list()
+        return [file_record(r) for r in found], table.version
 
-    def count_files(self, where: str | None = None) -> int:
-        return self.files.count_rows(where) if where else self.files.count_rows()
+    def count_files(self, where: Filter | None = None) -> int:
+        """Files (indexed and skipped) matching ``where``."""
+        return _count(self.files, where_of(where))
+
+    def count_indexed_files(self) -> int:
+        """Files indexed, not skipped."""
+        return self.count_files(Filter(skipped=False))
 
     def skip_counts(self) -> dict[str, int]:
         """Skipped-file counts by reason (paged scan of one short column)."""
         counts: dict[str, int] = {}
         offset = 0
         while True:
-            rows = (
+            page = (
                 self.files.search()
-                .where("skip_reason != ''")
+                .where(SKIPPED)
                 .select(["skip_reason"])
                 .limit(5000)
                 .offset(offset)
                 .to_arrow()
             )
-            if rows.num_rows == 0:
+            if page.num_rows == 0:
                 return counts
-            for reason in rows.column("skip_reason").to_pylist():
+            for reason in page.column("skip_reason").to_pylist():
                 counts[reason] = counts.get(reason, 0) + 1
-            offset += rows.num_rows
+            offset += page.num_rows
 
     # ---------------------------------------------------------------- chunks
     def vectors_for_hashes(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
@@ -272,7 +249,7 @@ class Store:
         uniq = list(dict.fromkeys(hashes))
         for i in range(0, len(uniq), _IN_BATCH):
             part = uniq[i : i + _IN_BATCH]
-            where = f"{sql_in('content_hash', part)} AND {HAS_VECTOR}"
+            where = filters.embedded_with_hash(part)
             tbl = (
                 self.chunks.search()
                 .where(where)
@@ -282,17 +259,17 @@ class Store:
             )
             if tbl.num_rows == 0:
                 continue
-            vecs = _vectors(tbl.column("vector"), self.dimension)
+            vecs = rows.vectors(tbl.column("vector"), self.dimension)
             for h, v in zip(tbl.column("content_hash").to_pylist(), vecs, strict=True):
                 out.setdefault(h, v)
         return out
 
-    def replace_files(self, paths: Sequence[str], rows: pa.Table | None) -> None:
-        """Atomically make ``rows`` the only chunks of ``paths`` (one commit)."""
+    def replace_files(self, paths: Sequence[str], chunks: Sequence[ChunkRow]) -> None:
+        """Atomically make ``chunks`` the only chunks of ``paths`` (one commit)."""
         self.writes += 1
         if not paths:
             return
-        if rows is None or rows.num_rows == 0:
+        if not chunks:
             self.chunks.delete(sql_in("path", list(paths)))
             return
         (
@@ -300,38 +277,38 @@ class Store:
             .when_matched_update_all()
             .when_not_matched_insert_all()
             .when_not_matched_by_source_delete(sql_in("path", list(paths)))
-            .execute(rows, on_bad_vectors="null")
+            .execute(rows.chunk_table(chunks, self.dimension), on_bad_vectors="null")
         )
 
-    def add_chunks(self, rows: pa.Table) -> None:
-        """Append rows in one commit.
+    def add_chunks(self, chunks: Sequence[ChunkRow]) -> None:
+        """Append chunks in one commit.
 
         Handed over as a stream of record batches, which LanceDB writes as they come:
         a table goes through its vector checks first, which copy it (measured, peak
         RSS during a 512-row append: +4.2 MiB as a table, +2.7 MiB as a stream).
-        ``rows`` must match the chunks schema; vectors are null or of the table's
-        dimension (as ``Pipeline._rows`` builds them)."""
+        Vectors are None or of the table's dimension."""
         self.writes += 1
-        if rows.num_rows:
-            self.chunks.add(pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches()))
+        if chunks:
+            table = rows.chunk_table(chunks, self.dimension)
+            self.chunks.add(pa.RecordBatchReader.from_batches(table.schema, table.to_batches()))
 
-    def replace_streamed(self, path: str, batches: Iterable[pa.RecordBatch]) -> None:
+    def replace_streamed(self, path: str, batches: Iterable[Sequence[ChunkRow]]) -> None:
         """Replace the chunks of ``path`` (a big file) with ``batches``, appended batch by
         batch as they are yielded, in ONE commit (see :func:`maintenance.append_stream`):
         memory stays at one batch. The old rows stay until that commit, so each batch
         can still reuse their vectors; a second commit then deletes them (readers in
         between see both, briefly). Ending ``batches`` early commits what they gave.
 
-        Batches must match the chunks schema. An exception raised by ``batches``
-        propagates as itself; nothing is committed and the old rows stay, and Lance
-        removes the data files it had written (a kill leaves them to the next start's
-        cleanup)."""
+        An exception raised by ``batches`` propagates as itself; nothing is committed
+        and the old rows stay, and Lance removes the data files it had written (a kill
+        leaves them to the next start's cleanup)."""
         self.writes += 1
         raised: list[BaseException] = []
 
         def pulled() -> Iterator[pa.RecordBatch]:
             try:
-                yield from batches
+                for batch in batches:
+                    yield from rows.chunk_table(batch, self.dimension).to_batches()
             except GeneratorExit:
                 raise  # Lance stopped pulling: its own error, if any, is the one to see
             except BaseException as exc:
@@ -351,11 +328,11 @@ class Store:
         finally:
             self.chunks.checkout_latest()  # committed outside this handle
         if first_new:  # else the table was empty: no old rows to scan for
-            # A row address is its fragment id << 32 | its offset in the fragment.
-            self.chunks.delete(f"{sql_in('path', [path])} AND _rowaddr < {first_new << 32}")
+            self.chunks.delete(filters.older_rows_of(path, first_new))
 
     def delete_paths(self, paths: Sequence[str]) -> None:
-        """Remove files and their chunks."""
+        """Remove files and their chunks: two commits per 500 paths (chunks, files),
+        so callers hand over every path of a batch at once."""
         self.writes += 1
         for i in range(0, len(paths), _IN_BATCH):
             part = list(paths[i : i + _IN_BATCH])
@@ -367,14 +344,14 @@ class Store:
         for i in range(0, len(paths), _IN_BATCH):
             self.chunks.delete(sql_in("path", list(paths[i : i + _IN_BATCH])))
 
-    def pending_chunks(self, limit: int, priority: int) -> pa.Table:
-        """Up to ``limit`` chunks without a vector (and no recorded embed error): every
-        column but ``vector``, so that :meth:`set_vectors` can write whole rows."""
-        where = f"{PENDING} AND priority = {int(priority)}"
-        return self.chunks.search().where(where).select(self._row_columns).limit(limit).to_arrow()
+    def pending_chunks(self, limit: int, priority: int) -> list[ChunkRow]:
+        """Up to ``limit`` chunks of ``priority`` without a vector (and no recorded
+        embed error), whole, so that :meth:`set_vectors` can write whole rows."""
+        q = self.chunks.search().where(filters.pending(priority)).select(CHUNK_COLUMNS)
+        return rows.chunk_rows(q.limit(limit).to_arrow())
 
-    def set_vectors(self, rows: pa.Table, vectors: np.ndarray) -> None:
-        """Store ``vectors`` (one per row, in order) for ``rows`` from
+    def set_vectors(self, chunks: Sequence[ChunkRow], vectors: np.ndarray) -> None:
+        """Store ``vectors`` (one per chunk, in order) for ``chunks`` from
         :meth:`pending_chunks`, in one commit.
 
         Whole rows are rewritten on purpose: a merge_insert of only ``id`` and
@@ -383,15 +360,9 @@ class Store:
         445 MB written for 10 pages of a 40,000-row table, against 4 MB for whole rows).
         """
         self.writes += 1
-        if not rows.num_rows:
+        if not chunks:
             return
-        vec_type = pa.list_(pa.float32(), self.dimension)
-        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
-        columns = {name: rows.column(name) for name in self._row_columns}
-        columns["has_vector"] = pa.array([True] * rows.num_rows, pa.bool_())
-        columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, type=vec_type)
-        schema = self.chunks.schema
-        data = pa.table([columns[f.name] for f in schema], schema=schema)
+        data = rows.chunk_table(chunks, self.dimension, vectors)
         self.chunks.merge_insert("id").when_matched_update_all().execute(data)
 
     def mark_embed_failed(self, ids: Sequence[str], reason: str) -> None:
@@ -406,13 +377,18 @@ class Store:
         """Chunks still waiting for a vector (embed failures excluded)."""
         return self.chunks.count_rows(PENDING)
 
-    def count_chunks(self, where: str | None = None) -> int:
-        return self.chunks.count_rows(where) if where else self.chunks.count_rows()
+    def count_embed_failed(self) -> int:
+        """Chunks the model could not embed (recorded, not retried)."""
+        return self.chunks.count_rows(EMBED_FAILED)
+
+    def count_chunks(self, where: Filter | None = None) -> int:
+        """Chunks matching ``where``."""
+        return _count(self.chunks, where_of(where))
 
     def chunks_of(self, path: str, limit: int = 10_000) -> list[dict[str, Any]]:
         return (
             self.chunks.search()
-            .where(f"path = {sql_str(path)}")
+            .where(where_of(Filter(path=path)))
             .select(HIT_COLUMNS)
             .limit(limit)
             .to_list()
@@ -420,14 +396,11 @@ class Store:
 
     def chunk_vector_at(self, path: str, start: int, end: int) -> np.ndarray | None:
         """Mean of the stored vectors of chunks overlapping [start, end] of ``path``."""
-        where = (
-            f"path = {sql_str(path)} AND start_line <= {int(end)} AND end_line >= {int(start)}"
-            f" AND {HAS_VECTOR}"
-        )
+        where = filters.overlapping(path, start, end)
         tbl = self.chunks.search().where(where).select(["vector"]).limit(1000).to_arrow()
         if tbl.num_rows == 0:
             return None
-        vec = _vectors(tbl.column("vector"), self.dimension).mean(axis=0)
+        vec = rows.vectors(tbl.column("vector"), self.dimension).mean(axis=0)
         norm = float(np.linalg.norm(vec))
         return vec / norm if norm else None
 
@@ -436,28 +409,28 @@ class Store:
         table = self.db.open_table(CHUNKS)
         offset = 0
         while True:
-            rows = (
+            page = (
                 table.search()
                 .select(["path", "content_hash"])
                 .limit(page_size)
                 .offset(offset)
                 .to_arrow()
             )
-            if rows.num_rows == 0:
+            if page.num_rows == 0:
                 return
             yield from zip(
-                rows.column("path").to_pylist(),
-                rows.column("content_hash").to_pylist(),
+                page.column("path").to_pylist(),
+                page.column("content_hash").to_pylist(),
                 strict=True,
             )
-            offset += rows.num_rows
+            offset += page.num_rows
 
     # ---------------------------------------------------------------- search
     def vector_search(
         self,
         vector: np.ndarray,
         limit: int,
-        where: str | None,
+        where: Filter | None = None,
         *,
         with_text: bool = True,
         all_embedded: bool = False,
@@ -466,46 +439,45 @@ class Store:
         the text out (ranking reads many candidates but shows few: see
         :meth:`chunk_texts`); ``all_embedded`` (every chunk has a vector) skips the
         has-vector prefilter, which costs a pass over that column."""
-        clause = " AND ".join(
-            c for c in (None if all_embedded else HAS_VECTOR, f"({where})" if where else None) if c
-        )
+        clause = filters.and_where(None if all_embedded else HAS_VECTOR, where)
         q = self.chunks.search(
             np.asarray(vector, dtype=np.float32), vector_column_name="vector"
         ).distance_type("cosine")
         if clause:
             q = q.where(clause, prefilter=True)
-        return q.select([*self._hit_columns(with_text), "_distance"]).limit(limit).to_list()
+        return q.select([*hit_columns(with_text), "_distance"]).limit(limit).to_list()
 
     def text_search(
-        self, query: str, limit: int, where: str | None, *, with_text: bool = True
+        self, query: str, limit: int, where: Filter | None = None, *, with_text: bool = True
     ) -> list[dict]:
         """Best chunks by BM25 over the full-text column (``_score``)."""
         if not query.strip():
             return []
         q = self.chunks.search(query, query_type="fts", fts_columns="search_text")
-        if where:
-            q = q.where(where, prefilter=True)
+        if clause := where_of(where):
+            q = q.where(clause, prefilter=True)
         try:
-            return q.select([*self._hit_columns(with_text), "_score"]).limit(limit).to_list()
+            return q.select([*hit_columns(with_text), "_score"]).limit(limit).to_list()
         except (ValueError, RuntimeError, OSError) as exc:
             if "index" in str(exc).lower():
                 return []  # no FTS index yet (empty table): vector side still answers
             raise
-
-    @staticmethod
-    def _hit_columns(with_text: bool) -> list[str]:
-        return HIT_COLUMNS if with_text else [c for c in HIT_COLUMNS if c != "text"]
 
     def chunk_texts(self, ids: Sequence[str]) -> dict[str, str]:
         """The text of each chunk id that still exists (one indexed lookup)."""
         ids = list(dict.fromkeys(ids))[:_IN_BATCH]
         if not ids:
             return {}
-        rows = self.chunks.search().where(sql_in("id", ids)).select(["id", "text"])
-        return {r["id"]: r["text"] for r in rows.limit(len(ids)).to_list()}
+        page = self.chunks.search().where(sql_in("id", ids)).select(["id", "text"])
+        return {r["id"]: r["text"] for r in page.limit(len(ids)).to_list()}
 
     def definitions(
-        self, names: Sequence[str], limit: int, where: str | None, *, with_text: bool = True
+        self,
+        names: Sequence[str],
+        limit: int,
+        where: Filter | None = None,
+        *,
+        with_text: bool = True,
     ) -> list[dict]:
         """Chunks whose symbol is one of ``names`` or ends with ``.name`` (any case):
         the definitions a query names, for ranking to inject. A scan of the symbol
@@ -513,13 +485,8 @@ class Store:
         names = [n.lower() for n in names if n][:8]
         if not names:
             return []
-        ors = []
-        for n in names:
-            ors.append(f"lower(symbol) = {sql_str(n)}")
-            like = "%." + n.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            ors.append(f"lower(symbol) LIKE {sql_str(like)} ESCAPE '\\'")
-        clause = "(" + " OR ".join(ors) + ")" + (f" AND ({where})" if where else "")
-        q = self.chunks.search().where(clause).select(self._hit_columns(with_text))
+        clause = filters.and_where(filters.symbol_matches(names), where)
+        q = self.chunks.search().where(clause).select(hit_columns(with_text))
         return q.limit(limit).to_list()
 
     # ---------------------------------------------------------- maintenance
@@ -612,28 +579,11 @@ def _lookup_files(table: Any, paths: Sequence[str]) -> dict[str, FileRecord]:
     out: dict[str, FileRecord] = {}
     for i in range(0, len(paths), _IN_BATCH):
         part = list(paths[i : i + _IN_BATCH])
-        rows = table.search().where(sql_in("path", part)).limit(len(part) + 1).to_list()
-        for r in rows:
-            out[r["path"]] = _record(r)
+        found = table.search().where(sql_in("path", part)).limit(len(part) + 1).to_list()
+        for r in found:
+            out[r["path"]] = file_record(r)
     return out
 
 
-def _record(r: dict[str, Any]) -> FileRecord:
-    return FileRecord(
-        path=r["path"],
-        size=int(r["size"] or 0),
-        mtime_ns=int(r["mtime_ns"] or 0),
-        content_hash=r["content_hash"] or "",
-        language=r["language"] or "",
-        chunk_count=int(r["chunk_count"] or 0),
-        indexed_at=float(r["indexed_at"] or 0.0),
-        skip_reason=r["skip_reason"] or "",
-        skip_detail=r["skip_detail"] or "",
-    )
-
-
-def _vectors(column: pa.ChunkedArray, dim: int) -> np.ndarray:
-    arr = column.combine_chunks()
-    return np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(
-        -1, dim
-    )
+def _count(table: Any, where: str | None) -> int:
+    return table.count_rows(where) if where else table.count_rows()
