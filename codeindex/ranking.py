@@ -73,7 +73,7 @@ COHERENCE = 0.3  # a file's best chunk gains this × the sum of its next three
 FILE_DECAY = 0.5  # the n-th chunk of a file (0-based) is worth FILE_DECAY ** n
 DOCS_FACTOR = 0.5
 TESTS_FACTOR = 0.6
-AUX_FACTOR = 0.7  # examples, benchmarks, docs folders
+AUX_FACTOR = 0.7  # examples, benchmarks, docs, vendored/compat code, stubs, dot-folders
 INJECTED_FLOOR = 0.5  # an injected definition counts as a mid-scoring candidate
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -95,7 +95,13 @@ _TEST_PATH = re.compile(
     r"(^|/)(tests?|__tests__|spec|specs|testing)(/|$)"
     r"|(_test|\.test|\.spec|_spec|Tests?|Spec)\.[A-Za-z]+$|(^|/)test_[^/]*$"
 )
-_AUX_PATH = re.compile(r"(^|/)(docs?|examples?|samples?|demos?|benchmarks?|\.github)(/|$)")
+# Code beside the product: examples, docs, benchmarks, vendored or compatibility copies,
+# build output, tool folders (.github, .vscode ...), and type-declaration stubs.
+_AUX_PATH = re.compile(
+    r"(^|/)(docs?|examples?|samples?|demos?|benchmarks?|vendor(ed)?|third[_-]?party"
+    r"|node_modules|_?compat|legacy|deprecated|dist|build)(/|$)"
+    r"|(^|/)\.[^/]+/|\.d\.ts$|\.pyi$"
+)
 _WANTS_TESTS = re.compile(r"\b(tests?|specs?|testing)\b", re.I)
 _WANTS_DOCS = re.compile(r"\b(docs?|documentation|readme|guide|examples?)\b", re.I)
 
@@ -291,7 +297,8 @@ def demote_docs_factor(row: dict[str, Any], shape: QueryShape) -> float:
 
 
 def demote_tests_factor(path: str, shape: QueryShape) -> float:
-    """Tests, then examples/benchmarks/docs folders, rank below the code they use."""
+    """Tests, then auxiliary code (examples, docs, vendored/compat copies, build output,
+    dot-folders, stubs), rank below the code they use."""
     if _TEST_PATH.search(path):
         return 1.0 if shape.wants_tests else TESTS_FACTOR
     if _AUX_PATH.search(path) and not shape.wants_docs:

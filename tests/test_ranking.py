@@ -194,3 +194,18 @@ def test_match_line_points_at_the_densest_window():
     assert 106 <= line <= 111 and line + 5 >= 112  # the window shows lines 111-112
     assert match_line(text, 100, "nothing here matches") == 100
     assert match_line("short\nchunk", 7, "chunk") == 7
+
+
+def test_auxiliary_code_ranks_below_product_code():
+    code = _row("c", "pkg/client.py")
+    for aux in (
+        "vendor/lib/client.py",
+        "pkg/_compat/client2.py",
+        "legacy/client3.py",
+        ".github/scripts/client4.py",
+        "types/client5.d.ts",
+        "pkg/client6.pyi",
+    ):
+        other = _row("a", aux)
+        assert ids(rank(_vec(other, code), [], "http client"))[0] == "c", aux
+        assert ids(rank(_vec(other, code), [], "http client", rules=frozenset()))[0] == "a"
