@@ -138,6 +138,7 @@ class QueryShape:
         return frozenset(_norm(".".join(p)) for p in self.symbols if len(p) > 1)
 
 
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A light suffix stripper (``routers`` → ``rout``, ``handling`` → ``handl``)."""
     w = word.lower()
@@ -222,7 +223,10 @@ def _candidates(
         hi = max(float(r.get("_score", 0.0)) for r in text_hits)
         for r in text_hits:
             score = float(r.get("_score", 0.0))
-            rows.setdefault(r["id"], dict(r))["_l"] = score / hi if hi > 0 else 0.0
+            row = rows.setdefault(r["id"], dict(r))
+            row["_l"] = score / hi if hi > 0 else 0.0
+            if "text" in r and "text" not in row:
+                row["text"] = r["text"]  # one side may have read the text, the other not
     return rows
 
 
@@ -366,12 +370,14 @@ def rank(
     *,
     definitions: Sequence[dict[str, Any]] = (),
     rules: frozenset[str] = frozenset(RULES),
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Rank the union of both sides' candidates (plus injected ``definitions``, rows
     whose symbol the query names) for ``query``.
 
     Returns new row dicts (inputs are not modified) sorted by descending ``score``
-    (rounded to 6 places), overlapping chunks of one file reduced to the best.
+    (rounded to 6 places), overlapping chunks of one file reduced to the best; at most
+    ``limit`` of them when given.
     """
     shape = analyze(query)
     rows = _candidates(vector_hits, text_hits)
@@ -388,18 +394,19 @@ def rank(
         row.pop("_v", None)
         row.pop("_l", None)
     ranked.sort(key=lambda r: (-r["score"], r["path"], r["start_line"]))
-    return drop_overlaps(ranked)
+    return drop_overlaps(ranked, limit)
 
 
 def match_line(text: str, start_line: int, query: str, window: int = 6) -> int:
     """The first line of the ``window`` lines of a chunk that hold the most query words
-    (stemmed, identifiers split): what a short snippet should show. ``start_line`` when
+    (their stems, found inside the line): what a short snippet should show. ``start_line`` when
     nothing matches or the chunk is no longer than the window."""
     lines = text.split("\n")
-    words = set(analyze(query).words)
+    words = analyze(query).words
     if len(lines) <= window or not words:
         return start_line
-    hits = [sum(1 for w in {stem(x) for x in split_words(line)} if w in words) for line in lines]
+    # A stem inside the lower-cased line counts (cheap, and splits identifiers for free).
+    hits = [sum(1 for w in words if w in line) for line in text.lower().split("\n")]
     best, best_at = sum(hits[:window]), 0
     run = best
     for i in range(1, len(lines) - window + 1):
@@ -409,11 +416,14 @@ def match_line(text: str, start_line: int, query: str, window: int = 6) -> int:
     return start_line + best_at
 
 
-def drop_overlaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Keep the best of chunks that overlap within one file (they show the same code)."""
+def drop_overlaps(rows: list[dict[str, Any]], limit: int | None = None) -> list[dict[str, Any]]:
+    """Keep the best of chunks that overlap within one file (they show the same code);
+    stop once ``limit`` rows are kept."""
     kept: list[dict[str, Any]] = []
     spans: dict[str, list[tuple[int, int]]] = {}
     for row in rows:
+        if limit is not None and len(kept) >= limit:
+            break
         s, e = row["start_line"], row["end_line"]
         taken = spans.setdefault(row["path"], [])
         if any(s <= te and ts <= e for ts, te in taken):

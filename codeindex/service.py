@@ -74,6 +74,8 @@ class CodeIndex:
         # Set by an in-process watcher (MCP server); otherwise status reads watcher.json.
         self.watcher_status: Callable[[], dict[str, Any]] | None = None
         self.last_report: IndexReport | None = None
+        # (store, meta version, compatibility()) of the last check, see _require_searchable
+        self._compat_checked: tuple[Store, int, tuple[bool, str]] | None = None
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -139,7 +141,14 @@ class CodeIndex:
 
     def _require_searchable(self) -> Store:
         store = self._open_store()
-        ok, why = self.compatibility()
+        # The meta table changes only when a run writes it: check once per version.
+        version = store.meta_version()
+        cached = self._compat_checked
+        if cached is not None and cached[0] is store and cached[1] == version:
+            ok, why = cached[2]
+        else:
+            ok, why = self.compatibility()
+            self._compat_checked = (store, version, (ok, why))
         if not ok:
             raise IncompatibleIndexError(why)
         return store
@@ -275,23 +284,43 @@ class CodeIndex:
         total = store.count_chunks()
         with_vec = store.count_with_vectors() if total else 0
         ranking = ranking or Ranking()
+        names = definition_names(query) if "definition" in ranking.rules else []
+
+        # The word side runs in a thread beside the query's embedding and the vector
+        # search (both release the GIL): the search waits for the slower side only. It
+        # reads its candidates' text there, hidden behind the vector side; vector
+        # candidates come without it, and the page's missing texts are read below.
+        def words_side() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            text = store.text_search(query, fetch, where)
+            defs = store.definitions(names, 50, where, with_text=False) if names else []
+            return text if ranking.lexical else [], defs
+
+        words = _Background(words_side) if ranking.lexical or names else None
         vector_hits: list[dict[str, Any]] = []
-        # Candidates come without their text: only the page's texts are read, below.
         if with_vec and semantic and ranking.vector:
             qvec = self.embedder.embed([query])[0]
             vector_hits = store.vector_search(
                 qvec, fetch, where, with_text=False, all_embedded=with_vec == total
             )
-        text_hits = (
-            store.text_search(query, fetch, where, with_text=False) if ranking.lexical else []
+        text_hits, definitions = words.result() if words else ([], [])
+        fused = rank(
+            vector_hits,
+            text_hits,
+            query,
+            definitions=definitions,
+            rules=ranking.rules,
+            limit=offset + k + 1,  # one more than the page says whether a next page exists
         )
-        names = definition_names(query) if "definition" in ranking.rules else []
-        definitions = store.definitions(names, 50, where, with_text=False) if names else []
-        fused = rank(vector_hits, text_hits, query, definitions=definitions, rules=ranking.rules)
         page = fused[offset : offset + k]
-        texts = store.chunk_texts([r["id"] for r in page])
-        # A chunk replaced since the candidates were read has no text now: skip it.
-        page = [{**r, "text": texts[r["id"]]} for r in page if r["id"] in texts]
+        missing = [r["id"] for r in page if r.get("text") is None]
+        if missing:
+            texts = store.chunk_texts(missing)
+            # A chunk replaced since the candidates were read has no text now: skip it.
+            page = [
+                r if r.get("text") is not None else {**r, "text": texts[r["id"]]}
+                for r in page
+                if r.get("text") is not None or r["id"] in texts
+            ]
         next_cursor = (
             encode_cursor("search", fp, offset + k, 0) if len(fused) > offset + k else None
         )
@@ -518,6 +547,30 @@ class CodeIndex:
             "end_line": end_line,
             "results": results,
         }
+
+
+class _Background:
+    """Runs ``fn`` in a short-lived thread; :meth:`result` joins it and returns its
+    value or raises its exception."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._fn = fn
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="codeindex-search", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # handed to the caller in result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class _RunTracker:

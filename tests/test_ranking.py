@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from codeindex.ranking import RULES, analyze, definition_names, rank, stem
 from codeindex.storage.filters import Filter, glob_to_like
 from codeindex.storage.schema import search_text, split_identifier
@@ -209,3 +211,24 @@ def test_auxiliary_code_ranks_below_product_code():
         other = _row("a", aux)
         assert ids(rank(_vec(other, code), [], "http client"))[0] == "c", aux
         assert ids(rank(_vec(other, code), [], "http client", rules=frozenset()))[0] == "a"
+
+
+def test_rank_limit_and_text_from_either_side():
+    rows = [_row(f"r{i}", f"f{i}.py") for i in range(5)]
+    assert len(ids(rank(_vec(*rows), [], "q", limit=3))) == 3
+    with_text = {**_row("a", "a.py"), "text": "def a(): pass"}
+    bare = {k: v for k, v in with_text.items() if k != "text"}  # read without its text
+    out = rank(_vec(bare), _txt(with_text), "q")
+    assert next(r for r in out if r["id"] == "a")["text"] == "def a(): pass"
+
+
+def test_background_side_hands_back_its_value_or_error():
+    from codeindex.service import _Background
+
+    assert _Background(lambda: 42).result() == 42
+
+    def boom() -> None:
+        raise ValueError("words side failed")
+
+    with pytest.raises(ValueError, match="words side failed"):
+        _Background(boom).result()

@@ -130,6 +130,10 @@ class Store:
         return list(getattr(res, "tables", res))
 
     # ------------------------------------------------------------------ meta
+    def meta_version(self) -> int:
+        """The meta table's version: it changes whenever meta is written."""
+        return self.meta.version
+
     def read_meta(self) -> dict[str, str]:
         page = self.meta.search().select(["key", "value"]).limit(1000).to_list()
         return {r["key"]: r["value"] for r in page}
