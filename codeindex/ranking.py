@@ -10,28 +10,33 @@ How a query is ranked (:func:`rank`):
    over its candidates; BM25 divided by the best) and mixed with weights that depend on
    the query (:func:`analyze`): a symbol-like query (``HTTPException``, ``Rack::Response``,
    ``parse_config``) leans on the lexical side, a question in words on the vector side.
-2. **Rules** (:data:`RULES`), each switchable for ablations (``benchmarks/quality.py``
-   ``--variants -RULE``). Their measured effect, NDCG@10 on the 19-repository development
-   split, hybrid without the rule → with it (2026-11-29):
+2. **Rules** (:data:`RULES`), each switchable for ablations (``benchmarks/quality.py
+   --variants -RULE``). Their measured effect: NDCG@10 on the 19-repository
+   development split with all rules (0.892) minus without that one rule (2026-11-29,
+   commit 631aa18; both sides fused with no rule at all: 0.746):
 
    ============  ==============================================================  =========
    rule          what it does                                                    effect
    ============  ==============================================================  =========
-   definition    a chunk defining a symbol the query names ranks first; such     +0.006
-                 definitions are looked up and injected even when neither side
-                 retrieved them (``definitions`` argument)
-   file_name     query words that cover the file's name (``JsonObject.java`` for +0.034
+   definition    a chunk defining a symbol the query names ranks first; such     +0.007
+                 definitions are looked up and injected even when neither side   (symbol
+                 retrieved them (``definitions`` argument)                       +0.033)
+   file_name     query words that cover the file's name (``JsonObject.java`` for +0.021
                  "JSON object ..."; the folder for ``mod.rs``/``index.ts``) lift
                  it; a file named exactly like a queried symbol lifts more
    directory     query words in the file's folders lift it (weaker)              +0.004
-   coherence     a file with several matching chunks lifts its best chunk        +0.017
-   file_decay    the n-th chunk of one file is worth 0.5^n: the top ten shows    +0.042
+   coherence     a file with several matching chunks lifts its best chunk        +0.019
+   file_decay    the n-th chunk of one file is worth 0.5^n: the top ten shows    +0.009
                  ten places, not five slices of one file
-   demote_docs   prose (Markdown, reST, text) and data files rank below code     +0.038
+   demote_docs   prose (Markdown, reST, text) and data files rank below code     +0.003
                  unless the query asks for documentation
-   demote_tests  tests, examples, benchmarks and docs folders rank below the     +0.028
-                 code they exercise unless the query asks for them
+   demote_tests  tests, then examples, docs, vendored/compat/legacy code, build  +0.009
+                 output, dot-folders and stubs rank below the code they exercise
+                 unless the query asks for them
    ============  ==============================================================  =========
+
+   The rules overlap (a README is both prose and often in no source folder), so the
+   effects do not add up to the whole: without every rule the score is 0.746.
 
 3. Chunks overlapping a better chunk of the same file are dropped (they show the same
    code), so the same function never appears twice.
