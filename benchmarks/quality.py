@@ -207,8 +207,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         report = ci.index()
         seconds = time.perf_counter() - t0
-        rebuilt = report.chunks_written > 0 or not stamp.exists()
-        if rebuilt:
+        # index_seconds is the last full build's time; an incremental run keeps it.
+        if not stamp.exists() or (report.added and not report.unchanged):
             stamp.write_text(json.dumps({"seconds": seconds}))
         st = ci.status(check_stale=False)
         index_info[r["name"]] = {
