@@ -680,13 +680,22 @@ def test_resolve_inside_root(repo: Path) -> None:
 
 
 def test_module_only_imports_allowed_stages() -> None:
-    source = Path(discovery.__file__).read_text()
-    imports = [ln for ln in source.splitlines() if ln.startswith(("import ", "from "))]
-    for ln in imports:
-        mod = ln.split()[1]
-        assert not mod.startswith("codeindex.") or mod in {
-            "codeindex.types",
-            "codeindex.config",
-            "codeindex.languages",
-            "codeindex.errors",
-        }, ln
+    package = Path(discovery.__file__).parent
+    modules = sorted(package.glob("*.py"))
+    assert len(modules) > 1
+    for module in modules:
+        source = module.read_text()
+        imports = [ln for ln in source.splitlines() if ln.startswith(("import ", "from "))]
+        for ln in imports:
+            mod = ln.split()[1]
+            assert (
+                not mod.startswith("codeindex.")
+                or mod.startswith("codeindex.discovery.")
+                or mod
+                in {
+                    "codeindex.types",
+                    "codeindex.config",
+                    "codeindex.languages",
+                    "codeindex.errors",
+                }
+            ), f"{module.name}: {ln}"
