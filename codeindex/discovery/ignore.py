@@ -1,0 +1,174 @@
+"""Ignore files: nested ``.gitignore`` / ``.codeindexignore`` and ``.git/info/exclude``.
+
+Precedence follows git: within one file the last matching pattern wins; a deeper
+directory's ignore file overrides a shallower one; ``.git/info/exclude`` is weakest. In one
+directory ``.codeindexignore`` overrides ``.gitignore`` (like ripgrep's ``.ignore``). A file
+cannot be re-included when one of its parent directories is excluded, because excluded
+directories are pruned and never listed. ``IgnoreMatcher`` also applies the deny list
+(``deny.py``), so "is this path left out?" has one answer.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections import OrderedDict
+
+from pathspec import GitIgnoreSpec
+
+from codeindex.config import Settings
+from codeindex.discovery.deny import always_excluded, index_dir_rels
+
+# Ignore files honoured in every directory, weakest first (later overrides earlier).
+IGNORE_FILENAMES: tuple[str, ...] = (".gitignore", ".codeindexignore")
+# The one whose ``!negation`` lines also bring back generated files.
+_CODEINDEXIGNORE = ".codeindexignore"
+
+# How many directories' parsed ignore files IgnoreMatcher keeps; an LRU, so the
+# ancestors of the directory being walked (touched on every lookup) stay cached.
+DEFAULT_MATCHER_CACHE_DIRS = 1024
+
+
+class IgnoreMatcher:
+    """Answers "would discovery leave this path out?" for one root.
+
+    Ignore files are read lazily, per directory, and kept in a bounded LRU cache
+    (``max_cached_dirs`` directories), so the watcher can call ``is_ignored`` per event
+    without re-reading files and without memory growing with the tree. An evicted
+    directory is simply re-read on its next use. Call ``invalidate()`` when an ignore file
+    changes. Not thread-safe: use one matcher per thread.
+    """
+
+    def __init__(
+        self, settings: Settings, max_cached_dirs: int = DEFAULT_MATCHER_CACHE_DIRS
+    ) -> None:
+        self._root = str(settings.root)
+        self._index_rels = index_dir_rels(settings)
+        self._max = max(1, max_cached_dirs)
+        # Per directory: (ignore file name, parsed patterns), weakest first.
+        self._cache: OrderedDict[str, tuple[tuple[str, GitIgnoreSpec], ...]] = OrderedDict()
+        self._exclude: GitIgnoreSpec | None = None
+        self._exclude_loaded = False
+
+    # ---- public
+
+    def is_ignored(self, rel_path: str, is_dir: bool = False) -> bool:
+        """True if ``rel_path`` (POSIX, relative to the root) would be left out by walk().
+
+        That is: it, or one of its parent directories, is ignored by an ignore file,
+        deny-listed, a ``.git`` entry, or the index directory. A trailing ``/`` means
+        ``is_dir=True``. Paths that are absolute or escape the root count as ignored.
+        The root itself is never ignored.
+        """
+        if rel_path.endswith("/"):
+            is_dir = True
+        if rel_path.startswith("/"):
+            return True
+        rel = posixpath.normpath(rel_path) if rel_path else "."
+        if rel == ".":
+            return False
+        if rel == ".." or rel.startswith("../"):
+            return True
+        parts = rel.split("/")
+        for i in range(1, len(parts) + 1):
+            last = i == len(parts)
+            if self._entry_ignored("/".join(parts[:i]), is_dir if last else True):
+                return True
+        return False
+
+    def invalidate(self) -> None:
+        """Forget every cached ignore file (call when a .gitignore/.codeindexignore changes)."""
+        self._cache.clear()
+        self._exclude = None
+        self._exclude_loaded = False
+
+    # ---- used by walk(), which already knows the parents are not ignored
+
+    def _entry_ignored(self, rel: str, is_dir: bool) -> bool:
+        """Like is_ignored() but checks only the last component (parents assumed kept)."""
+        if always_excluded(rel, is_dir, self._index_rels):
+            return True
+        decision = self._decision(rel, is_dir)
+        return decision is not None and decision[0]
+
+    def _reincluded(self, rel: str) -> bool:
+        """True when the pattern deciding file ``rel`` is a ``!negation`` in a
+        .codeindexignore: that brings back a file the generated-text rules would skip.
+        Checks the last component only, like _entry_ignored()."""
+        return self._decision(rel, False) == (False, _CODEINDEXIGNORE)
+
+    def _decision(self, rel: str, is_dir: bool) -> tuple[bool, str] | None:
+        """(ignored?, ignore file name) of the pattern that decides ``rel``, or None."""
+        suffix = "/" if is_dir else ""
+        # Walk the ignore files from the entry's own directory up to the root: the
+        # deepest file with a matching pattern decides (git's precedence).
+        parent = rel.rpartition("/")[0]
+        d = parent
+        while True:
+            sub = rel[len(d) + 1 :] if d else rel
+            for name, spec in reversed(self._specs(d)):
+                result = spec.check_file(sub + suffix)
+                if result.include is not None:
+                    return bool(result.include), name
+            if not d:
+                break
+            d = d.rpartition("/")[0]
+        exclude = self._info_exclude()
+        if exclude is not None:
+            result = exclude.check_file(rel + suffix)
+            if result.include is not None:
+                return bool(result.include), "info/exclude"
+        return None
+
+    # ---- loading
+
+    def _specs(self, rel_dir: str) -> tuple[tuple[str, GitIgnoreSpec], ...]:
+        specs = self._cache.get(rel_dir)
+        if specs is not None:
+            self._cache.move_to_end(rel_dir)
+            return specs
+        base = os.path.join(self._root, rel_dir) if rel_dir else self._root
+        loaded = []
+        for name in IGNORE_FILENAMES:
+            spec = _read_spec(os.path.join(base, name))
+            if spec is not None:
+                loaded.append((name, spec))
+        specs = tuple(loaded)
+        self._cache[rel_dir] = specs
+        if len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return specs
+
+    def _info_exclude(self) -> GitIgnoreSpec | None:
+        if not self._exclude_loaded:
+            self._exclude_loaded = True
+            git_dir = _git_dir(self._root)
+            if git_dir is not None:
+                self._exclude = _read_spec(os.path.join(git_dir, "info", "exclude"))
+        return self._exclude
+
+
+def _read_spec(path: str) -> GitIgnoreSpec | None:
+    """Parse one ignore file; a missing or unreadable one counts as empty."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, ValueError):
+        return None
+    spec = GitIgnoreSpec.from_lines(lines)
+    return spec if len(spec) else None
+
+
+def _git_dir(root: str) -> str | None:
+    """The root's git directory: ``.git/`` or the target of a ``.git`` file (worktrees)."""
+    dot_git = os.path.join(root, ".git")
+    if os.path.isdir(dot_git):
+        return dot_git
+    try:
+        with open(dot_git, encoding="utf-8") as fh:
+            first = fh.readline().strip()
+    except (OSError, ValueError):
+        return None
+    if first.startswith("gitdir:"):
+        return os.path.join(root, first[len("gitdir:") :].strip())
+    return None
