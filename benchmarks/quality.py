@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for q in r["queries"]:
                 targets = [parse_target(t) for t in q["relevant"] + q.get("secondary", [])]
                 t1 = time.perf_counter()
-                res = ci.search(q["query"], K, ranking=rankings[v])
+                res = ci.search(q["query"], K, ranking=rankings[v]).as_dict()
                 ms = (time.perf_counter() - t1) * 1000
                 hits = res["results"]
                 s = score_query(hits, targets)

@@ -142,9 +142,9 @@ def time_to_first_result(root: Path, env: dict) -> tuple[float, subprocess.Popen
     while time.perf_counter() - t0 < 600:
         try:
             res = ci.search("compute the matrix totals", k=5)
-            if res["results"] and res["coverage"] == 0.0:
+            if res.results and res.coverage == 0.0:
                 return time.perf_counter() - t0, proc
-            if res["results"]:
+            if res.results:
                 return time.perf_counter() - t0, proc
         except CodeIndexError:
             pass  # index not created yet

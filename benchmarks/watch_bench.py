@@ -160,8 +160,8 @@ class Bench:
         return hot_path(i), marker
 
     def visible(self, path: str, marker: str) -> bool:
-        hits = self.ci.search(marker, k=5)["results"]
-        return any(h["path"] == path and marker in h["snippet"] for h in hits)
+        hits = self.ci.search(marker, k=5).results
+        return any(h.path == path and marker in h.snippet for h in hits)
 
     def edit_until_searchable(self, timeout: float = 60.0) -> float:
         """Seconds from just before the write until a search returns the new text."""

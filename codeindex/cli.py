@@ -260,23 +260,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     ci = CodeIndex(_settings(args, args.path))
     res = ci.search(args.query, args.k, language=args.lang, glob=args.glob, cursor=args.cursor)
     if args.json:
-        _print_json(res)
+        _print_json(res.as_dict())
         return EXIT_OK
-    if not res["results"]:
+    if not res.results:
         print("no results")
-    for i, hit in enumerate(res["results"], 1):
-        sym = f"  {hit['symbol']}" if hit["symbol"] else ""
-        print(
-            f"{i:>2}. {hit['path']}:{hit['start_line']}-{hit['end_line']}{sym}  "
-            f"(score {hit['score']:.3f})"
-        )
+    for i, hit in enumerate(res.results, 1):
+        sym = f"  {hit.symbol}" if hit.symbol else ""
+        print(f"{i:>2}. {hit.path}:{hit.start_line}-{hit.end_line}{sym}  (score {hit.score:.3f})")
         # Six lines from where the query's words are densest, numbered like grep -n.
-        skip = hit.get("match_line", hit["start_line"]) - hit["start_line"]
-        for n, line in enumerate(hit["snippet"].split("\n")[skip : skip + 6]):
-            print(f"      {hit['start_line'] + skip + n:>5}: {line[:160]}")
-    tail = f"coverage {res['coverage']:.0%}"
-    if res["next_cursor"]:
-        tail += f"; more: --cursor {res['next_cursor']}"
+        skip = hit.match_line - hit.start_line
+        for n, line in enumerate(hit.snippet.split("\n")[skip : skip + 6]):
+            print(f"      {hit.start_line + skip + n:>5}: {line[:160]}")
+    tail = f"coverage {res.coverage:.0%}"
+    if res.next_cursor:
+        tail += f"; more: --cursor {res.next_cursor}"
     print(tail, file=sys.stderr)
     return EXIT_OK
 

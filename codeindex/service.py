@@ -1,6 +1,7 @@
 """CodeIndex: the one API every front end (CLI, MCP, watcher) calls.
 
-Front ends parse input, call one method here and render the returned plain dicts;
+Front ends parse input, call one method here and render the returned typed values
+(codeindex.types; ``as_dict()`` is their JSON shape);
 validation, filtering and ranking live here or below.
 """
 
@@ -29,7 +30,7 @@ from codeindex.pipeline import IndexReport, Pipeline, Progress
 from codeindex.ranking import CANDIDATES, Ranking, definition_names, match_line, rank
 from codeindex.storage import Filter, Store, decode_cursor, encode_cursor, index_exists
 from codeindex.storage.cursor import fingerprint
-from codeindex.types import embedding_input
+from codeindex.types import SearchHit, SearchPage, embedding_input
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +256,8 @@ class CodeIndex:
         cursor: str = "",
         semantic: bool = True,
         ranking: Ranking | None = None,
-    ) -> dict[str, Any]:
-        """Hybrid search. Returns {query, results[], next_cursor, coverage}.
+    ) -> SearchPage:
+        """Hybrid search: one page of ranked hits.
 
         ``semantic=False`` skips embedding the query (full-text side only), so a
         long-lived server can answer while its model is still loading. ``ranking``
@@ -324,28 +325,27 @@ class CodeIndex:
         next_cursor = (
             encode_cursor("search", fp, offset + k, 0) if len(fused) > offset + k else None
         )
-        return {
-            "query": query,
-            "results": [self._hit(r, query) for r in page],
-            "next_cursor": next_cursor,
-            "coverage": round(with_vec / total, 4) if total else 0.0,
-        }
+        return SearchPage(
+            query=query,
+            results=tuple(self._hit(r, query) for r in page),
+            next_cursor=next_cursor,
+            coverage=round(with_vec / total, 4) if total else 0.0,
+        )
 
     @staticmethod
-    def _hit(row: dict[str, Any], query: str = "") -> dict[str, Any]:
-        """A result: the chunk's range and text; ``match_line`` is where the query's
-        words are densest in it (a short snippet starts there)."""
+    def _hit(row: dict[str, Any], query: str = "") -> SearchHit:
+        """A ranked row as a hit (``match_line``: see SearchHit)."""
         start, text = int(row["start_line"]), row.get("text") or ""
-        return {
-            "path": row["path"],
-            "start_line": start,
-            "end_line": int(row["end_line"]),
-            "score": row["score"],
-            "symbol": row.get("symbol") or "",
-            "language": row.get("language") or "",
-            "snippet": text,
-            "match_line": match_line(text, start, query) if query else start,
-        }
+        return SearchHit(
+            path=row["path"],
+            start_line=start,
+            end_line=int(row["end_line"]),
+            score=row["score"],
+            symbol=row.get("symbol") or "",
+            language=row.get("language") or "",
+            snippet=text,
+            match_line=match_line(text, start, query) if query else start,
+        )
 
     def list_files(
         self,
@@ -538,7 +538,7 @@ class CodeIndex:
             ):
                 continue
             row["score"] = round(1.0 - float(row.get("_distance", 1.0)), 6)
-            results.append(self._hit(row))
+            results.append(self._hit(row).as_dict())
             if len(results) >= k:
                 break
         return {

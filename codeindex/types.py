@@ -6,13 +6,22 @@ line numbers are 1-based and inclusive.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+def utc_iso(ts: float | None) -> str | None:
+    """The one timestamp format of every JSON surface: ISO-8601 UTC to the second,
+    ``2024-05-01T12:00:00+00:00``. ``None`` (and 0, "never") stay ``None``."""
+    if not ts:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
 def text_hash(text: str) -> str:
@@ -126,3 +135,99 @@ class FileRecord:
     indexed_at: float
     skip_reason: str = ""
     skip_detail: str = ""
+
+
+# ------------------------------------------------------------------ result types
+# What CodeIndex returns to front ends. Each has one ``as_dict()``: the JSON shape
+# of the CLI's --json output and of the MCP tools' results.
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result: a chunk's range and text; ``match_line`` is where the
+    query's words are densest in it (a short snippet starts there)."""
+
+    path: str
+    start_line: int
+    end_line: int
+    score: float
+    symbol: str
+    language: str
+    snippet: str
+    match_line: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "start_line": self.start_line,
+            "end_line": self.end_line,
+            "score": self.score,
+            "symbol": self.symbol,
+            "language": self.language,
+            "snippet": self.snippet,
+            "match_line": self.match_line,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of search results; ``next_cursor`` is None on the last page and
+    ``coverage`` the share of chunks with vectors."""
+
+    query: str
+    results: tuple[SearchHit, ...]
+    next_cursor: str | None
+    coverage: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "results": [h.as_dict() for h in self.results],
+            "next_cursor": self.next_cursor,
+            "coverage": self.coverage,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file of a file page: an indexed file (language, size, chunks, when), or
+    with ``skipped`` a file that was not indexed and why (reason, detail)."""
+
+    path: str
+    language: str = ""
+    size: int = 0
+    chunks: int = 0
+    indexed_at: str | None = None  # utc_iso
+    skipped: bool = False
+    reason: str = ""
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.skipped:
+            return {"path": self.path, "reason": self.reason, "detail": self.detail}
+        return {
+            "path": self.path,
+            "language": self.language,
+            "size": self.size,
+            "chunks": self.chunks,
+            "indexed_at": self.indexed_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FilePage:
+    """One page of files. ``total`` is None when ``index_changed`` (the index has
+    moved on since the cursor's snapshot)."""
+
+    files: tuple[FileEntry, ...]
+    next_cursor: str | None
+    total: int | None
+    index_changed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files": [f.as_dict() for f in self.files],
+            "next_cursor": self.next_cursor,
+            "total": self.total,
+            "index_changed": self.index_changed,
+        }

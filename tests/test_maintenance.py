@@ -35,7 +35,7 @@ def _segments(ds: lance.LanceDataset) -> int:
 
 
 def _hits(ci: CodeIndex, query: str) -> list[str]:
-    return [h["path"] for h in ci.search(query, k=5, semantic=False)["results"]][:1]
+    return [h.path for h in ci.search(query, k=5, semantic=False).results][:1]
 
 
 def test_update_adds_a_delta_segment_and_leaves_big_fragments_alone(

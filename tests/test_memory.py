@@ -134,7 +134,7 @@ def test_idle_unload_drops_rss_and_reload_gives_identical_results(real_index) ->
     assert rss_unloaded < rss_loaded - 40 * 2**20, (rss_loaded, rss_unloaded)
     after = real_index.search("where are JWTs validated", k=5)
     assert emb.loaded and emb.loads >= 2
-    assert after["results"] == before["results"]
+    assert after.results == before.results
 
 
 def test_idle_unloader_thread_stops_cleanly() -> None:
@@ -203,7 +203,7 @@ def test_searches_do_not_leak(fake_index: CodeIndex) -> None:
 
     def one() -> None:
         i[0] += 1
-        assert ci.search(queries[i[0] % len(queries)], k=5)["results"]
+        assert ci.search(queries[i[0] % len(queries)], k=5).results
 
     grown, fd0, fd1, th0, th1 = _traced_growth(one, warmup=300, cycles=1000)
     assert grown < 1 * 2**20, f"traced Python memory grew {grown} bytes"
@@ -290,7 +290,7 @@ from codeindex.service import CodeIndex
 from tests.conftest import fake_settings
 ci = CodeIndex(fake_settings(sys.argv[1]), embedder=FakeEmbedder())
 ci.index()
-assert ci.search("validate token", k=3)["results"]
+assert ci.search("validate token", k=3).results
 print(json.dumps({"pool": pa.default_memory_pool().backend_name,
                   "mimalloc_peak": pa.mimalloc_memory_pool().max_memory()}))
 """

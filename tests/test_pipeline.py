@@ -118,8 +118,8 @@ def test_delete_removes_file_and_chunks(fake_index: CodeIndex) -> None:
     store = fake_index._open_store()
     assert store.count_chunks(Filter(path="storage/lru.rs")) == 0
     assert "storage/lru.rs" not in _paths(fake_index)
-    hits = fake_index.search("LruCache evict least recently used", k=20)["results"]
-    assert all(h["path"] != "storage/lru.rs" for h in hits)
+    hits = fake_index.search("LruCache evict least recently used", k=20).results
+    assert all(h.path != "storage/lru.rs" for h in hits)
 
 
 def test_newly_ignored_file_leaves_index(fake_index: CodeIndex) -> None:
@@ -184,7 +184,7 @@ def test_generated_files_are_skipped_and_come_back_incrementally(sample_repo: Pa
     rep = on.index()
     assert (rep.updated, rep.deleted, rep.chunks_embedded > 0) == (2, 0, True)
     assert {"uv.lock", "logo.svg"} <= set(_paths(on))
-    assert on.search("lockpkg_123", k=1)["results"][0]["path"] == "uv.lock"
+    assert on.search("lockpkg_123", k=1).results[0].path == "uv.lock"
 
     # A .codeindexignore negation keeps one of them when the setting is off again.
     (sample_repo / ".codeindexignore").write_text("!logo.svg\n")
@@ -260,10 +260,10 @@ def test_no_embed_then_embed_fills_vectors(sample_repo: Path) -> None:
     ci = CodeIndex(fake_settings(sample_repo), embedder=FakeEmbedder())
     ci.index(embed=False)
     res = ci.search("validate_jwt")
-    assert res["coverage"] == 0.0
-    assert res["results"][0]["path"] == "auth/tokens.py"  # full text works at once
+    assert res.coverage == 0.0
+    assert res.results[0].path == "auth/tokens.py"  # full text works at once
     ci.index()
-    assert ci.search("validate_jwt")["coverage"] == 1.0
+    assert ci.search("validate_jwt").coverage == 1.0
 
 
 def test_big_file_is_streamed_and_searchable(sample_repo: Path) -> None:
@@ -274,9 +274,9 @@ def test_big_file_is_streamed_and_searchable(sample_repo: Path) -> None:
     ci = CodeIndex(settings, embedder=FakeEmbedder())
     rep = ci.index()
     assert not rep.failed
-    hit = ci.search("needle_identifier_xyzzy", k=1)["results"][0]
-    assert hit["path"] == "big.txt"
-    assert hit["start_line"] <= 12_346 <= hit["end_line"]
+    hit = ci.search("needle_identifier_xyzzy", k=1).results[0]
+    assert hit.path == "big.txt"
+    assert hit.start_line <= 12_346 <= hit.end_line
     rec = ci._open_store().get_files(["big.txt"])["big.txt"]
     assert rec.content_hash and rec.chunk_count > 10
 
@@ -291,7 +291,7 @@ def test_incompatible_index_refuses_search_then_rebuilds(sample_repo: Path) -> N
         changed.search("jwt")
     changed.index()
     assert changed.status()["state"] == "ready"
-    assert changed.search("validate_jwt")["results"]
+    assert changed.search("validate_jwt").results
 
 
 def test_embedding_input_names_the_file_not_its_folders() -> None:

@@ -23,21 +23,21 @@ KNOWN_ANSWERS = [
 @pytest.mark.parametrize(("query", "path", "symbol"), KNOWN_ANSWERS)
 def test_known_answers_rank_first(real_index, query, path, symbol) -> None:
     res = real_index.search(query, k=5)
-    top = res["results"][0]
-    assert top["path"] == path, [(h["path"], h["symbol"]) for h in res["results"]]
+    top = res.results[0]
+    assert top.path == path, [(h.path, h.symbol) for h in res.results]
     if symbol:
-        assert symbol in top["symbol"]
-    assert res["coverage"] == 1.0
+        assert symbol in top.symbol
+    assert res.coverage == 1.0
 
 
 def test_symbol_query_finds_definition(real_index) -> None:
-    top = real_index.search("splitCsvLine", k=3)["results"][0]
-    assert top["path"] == "web/src/csv.js" and top["symbol"].endswith("splitCsvLine")
+    top = real_index.search("splitCsvLine", k=3).results[0]
+    assert top.path == "web/src/csv.js" and top.symbol.endswith("splitCsvLine")
 
 
 def test_result_shape_and_line_numbers(real_index) -> None:
-    hit = real_index.search("validate_jwt", k=1)["results"][0]
-    assert set(hit) == {
+    hit = real_index.search("validate_jwt", k=1).results[0]
+    assert set(hit.as_dict()) == {
         "path",
         "start_line",
         "end_line",
@@ -47,35 +47,35 @@ def test_result_shape_and_line_numbers(real_index) -> None:
         "snippet",
         "match_line",
     }
-    assert hit["start_line"] <= hit["match_line"] <= hit["end_line"]
-    lines = (real_index.settings.root / hit["path"]).read_text().splitlines()
-    got = "\n".join(lines[hit["start_line"] - 1 : hit["end_line"]])
-    assert got == hit["snippet"]
-    assert hit["language"] == "python"
+    assert hit.start_line <= hit.match_line <= hit.end_line
+    lines = (real_index.settings.root / hit.path).read_text().splitlines()
+    got = "\n".join(lines[hit.start_line - 1 : hit.end_line])
+    assert got == hit.snippet
+    assert hit.language == "python"
 
 
 def test_filters_apply_before_top_k(real_index) -> None:
     # The JWT query's best hits are Python; a Rust filter must still fill k from Rust.
     res = real_index.search("where are JWTs validated", k=2, language="rust")
-    assert res["results"] and all(h["language"] == "rust" for h in res["results"])
+    assert res.results and all(h.language == "rust" for h in res.results)
     res = real_index.search("where are JWTs validated", k=3, glob="net/**")
-    assert res["results"] and all(h["path"].startswith("net/") for h in res["results"])
+    assert res.results and all(h.path.startswith("net/") for h in res.results)
     res = real_index.search("function", k=5, glob="*.go")
-    assert res["results"] and all(h["path"].endswith(".go") for h in res["results"])
+    assert res.results and all(h.path.endswith(".go") for h in res.results)
 
 
 def test_cursor_pages_do_not_overlap(real_index) -> None:
     first = real_index.search("function", k=3)
-    assert first["next_cursor"]
-    second = real_index.search("function", k=3, cursor=first["next_cursor"])
-    keys = {(h["path"], h["start_line"]) for h in first["results"]}
-    assert keys.isdisjoint({(h["path"], h["start_line"]) for h in second["results"]})
+    assert first.next_cursor
+    second = real_index.search("function", k=3, cursor=first.next_cursor)
+    keys = {(h.path, h.start_line) for h in first.results}
+    assert keys.isdisjoint({(h.path, h.start_line) for h in second.results})
 
 
 def test_bad_cursors_get_clear_errors(real_index) -> None:
     with pytest.raises(BadCursorError, match="malformed"):
         real_index.search("function", cursor="not-a-cursor")
-    other = real_index.search("function", k=3)["next_cursor"]
+    other = real_index.search("function", k=3).next_cursor
     with pytest.raises(BadCursorError, match="different query"):
         real_index.search("token bucket", k=3, cursor=other)
 
@@ -109,6 +109,6 @@ def test_candidates_are_read_without_text_and_the_page_gets_it(fake_index) -> No
     texts = store.chunk_texts([r["id"] for r in full[:3]] + ["no-such-id"])
     assert texts == {r["id"]: r["text"] for r in full[:3]}
     # What search returns carries each hit's text.
-    for hit in fake_index.search("rate limiter", k=5)["results"]:
-        lines = (fake_index.settings.root / hit["path"]).read_text().splitlines()
-        assert hit["snippet"] == "\n".join(lines[hit["start_line"] - 1 : hit["end_line"]])
+    for hit in fake_index.search("rate limiter", k=5).results:
+        lines = (fake_index.settings.root / hit.path).read_text().splitlines()
+        assert hit.snippet == "\n".join(lines[hit.start_line - 1 : hit.end_line])

@@ -161,4 +161,4 @@ def test_restreamed_file_keeps_the_vectors_of_its_unchanged_chunks(tmp_path: Pat
     store = ci._open_store()
     assert store.count_chunks() == store.get_files(["big.txt"])["big.txt"].chunk_count
     assert store.count_chunks(Filter(embedded=False)) == 0
-    assert ci.search("appended_marker_line", k=1)["results"][0]["path"] == "big.txt"
+    assert ci.search("appended_marker_line", k=1).results[0].path == "big.txt"

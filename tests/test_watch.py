@@ -69,14 +69,14 @@ def poll_until(predicate: Callable[[], bool], what: str, timeout: float = TIMEOU
 
 
 def hit_paths(reader: CodeIndex, query: str, k: int = 10) -> list[str]:
-    return [h["path"] for h in reader.search(query, k=k)["results"]]
+    return [h.path for h in reader.search(query, k=k).results]
 
 
 def shows(reader: CodeIndex, path: str, text: str) -> bool:
     """A search for ``text`` returns exactly one hit of ``path`` whose snippet holds
     ``text``: its current content (not a similar older version), not duplicated."""
-    hits = reader.search(text, k=10)["results"]
-    return sum(h["path"] == path and text in h["snippet"] for h in hits) == 1
+    hits = reader.search(text, k=10).results
+    return sum(h.path == path and text in h.snippet for h in hits) == 1
 
 
 def indexed(reader: CodeIndex) -> set[str]:
@@ -192,7 +192,7 @@ def test_create_modify_delete_are_searchable(watched: Harness) -> None:
 
     write(root / "src" / "billing.py", func("compute_refund_amount"))
     eventually(w, lambda: shows(reader, "src/billing.py", "compute_refund_amount"), "modify")
-    snippets = [h["snippet"] for h in reader.search("compute_invoice_total", k=10)["results"]]
+    snippets = [h.snippet for h in reader.search("compute_invoice_total", k=10).results]
     assert not any("compute_invoice_total" in s for s in snippets)  # old text replaced
     assert hit_paths(reader, "compute_refund_amount").count("src/billing.py") == 1
 
@@ -524,7 +524,7 @@ def test_second_writer_is_refused_while_the_watcher_updates(harness: Harness) ->
         assert proc.returncode == 1, proc.stderr
         assert "another codeindex process" in proc.stderr and "--no-wait" in proc.stderr
         # Readers are never blocked by the writer.
-        assert harness.reader.search("app_main", k=1)["results"]
+        assert harness.reader.search("app_main", k=1).results
     finally:
         progress.release.set()
     eventually(w, lambda: shows(harness.reader, "src/locked.py", "written_during_lock"), "apply")

@@ -543,7 +543,7 @@ def search_code(
             semantic = state.model_ready
             res = state.index.search(
                 query, k, language=language, glob=path_glob, cursor=cursor, semantic=semantic
-            )
+            ).as_dict()
             res["semantic"] = semantic and res["coverage"] > 0  # did the vector side run
         except (IndexMissingError, IncompatibleIndexError) as exc:
             # Missing: the catch-up (or a reindex) is creating it. Incompatible while
