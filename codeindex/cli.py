@@ -291,16 +291,16 @@ def cmd_list_files(args: argparse.Namespace) -> int:
         skipped=args.skipped,
     )
     if args.json:
-        _print_json(res)
+        _print_json(res.as_dict())
         return EXIT_OK
-    for f in res["files"]:
+    for f in res.files:
         if args.skipped:
-            print(f"{f['path']}\t{f['reason']}\t{f['detail']}")
+            print(f"{f.path}\t{f.reason}\t{f.detail}")
         else:
-            print(f"{f['path']}\t{f['language'] or '-'}\t{f['size']}\t{f['chunks']} chunks")
-    if res["next_cursor"]:
-        print(f"more: --cursor {res['next_cursor']}", file=sys.stderr)
-    if res["index_changed"]:
+            print(f"{f.path}\t{f.language or '-'}\t{f.size}\t{f.chunks} chunks")
+    if res.next_cursor:
+        print(f"more: --cursor {res.next_cursor}", file=sys.stderr)
+    if res.index_changed:
         print("note: the index changed since this listing began", file=sys.stderr)
     return EXIT_OK
 

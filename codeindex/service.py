@@ -30,7 +30,7 @@ from codeindex.pipeline import IndexReport, Pipeline, Progress
 from codeindex.ranking import CANDIDATES, Ranking, definition_names, match_line, rank
 from codeindex.storage import Filter, Store, decode_cursor, encode_cursor, index_exists
 from codeindex.storage.cursor import fingerprint
-from codeindex.types import SearchHit, SearchPage, embedding_input
+from codeindex.types import FileEntry, FilePage, SearchHit, SearchPage, embedding_input, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,7 @@ class CodeIndex:
         glob: str = "",
         language: str = "",
         skipped: bool = False,
-    ) -> dict[str, Any]:
+    ) -> FilePage:
         """One page of indexed (or, with skipped=True, skipped) files.
 
         The cursor pins the table version it was cut from, so paging to the end
@@ -371,27 +371,25 @@ class CodeIndex:
         records, used_version = store.page_files(where, offset, page_size + 1, version)
         more = len(records) > page_size
         records = records[:page_size]
-        files = []
-        for r in records:
-            item: dict[str, Any] = {
-                "path": r.path,
-                "language": r.language,
-                "size": r.size,
-                "chunks": r.chunk_count,
-                "indexed_at": _iso(r.indexed_at),
-            }
-            if skipped:
-                item = {"path": r.path, "reason": r.skip_reason, "detail": r.skip_detail}
-            files.append(item)
+        if skipped:
+            files = [
+                FileEntry(r.path, skipped=True, reason=r.skip_reason, detail=r.skip_detail)
+                for r in records
+            ]
+        else:
+            files = [
+                FileEntry(r.path, r.language, r.size, r.chunk_count, utc_iso(r.indexed_at))
+                for r in records
+            ]
         latest = store.files_version()
-        return {
-            "files": files,
-            "next_cursor": (
+        return FilePage(
+            files=tuple(files),
+            next_cursor=(
                 encode_cursor("files", fp, offset + page_size, used_version) if more else None
             ),
-            "total": store.count_files(where) if used_version == latest else None,
-            "index_changed": used_version != latest,
-        }
+            total=store.count_files(where) if used_version == latest else None,
+            index_changed=used_version != latest,
+        )
 
     def status(self, *, check_stale: bool = True) -> dict[str, Any]:
         """State, counts, coverage, model, disk and memory telemetry."""

@@ -1037,10 +1037,10 @@ class Watcher:
                     return found
                 except BadCursorError:
                     return None  # the index moved on under us: let a reconcile decide
-                found.extend(f["path"] for f in res["files"] if f["path"].startswith(prefix))
+                found.extend(f.path for f in res.files if f.path.startswith(prefix))
                 if len(found) > self._limit:
                     return None
-                cursor = res["next_cursor"] or ""
+                cursor = res.next_cursor or ""
                 if not cursor:
                     break
         return found

@@ -20,8 +20,8 @@ def _paths(ci: CodeIndex, skipped: bool = False) -> list[str]:
     out, cursor = [], ""
     while True:
         page = ci.list_files(page_size=500, cursor=cursor, skipped=skipped)
-        out += [f["path"] for f in page["files"]]
-        cursor = page["next_cursor"]
+        out += [f.path for f in page.files]
+        cursor = page.next_cursor
         if not cursor:
             return sorted(out)
 
@@ -173,8 +173,8 @@ def test_generated_files_are_skipped_and_come_back_incrementally(sample_repo: Pa
     assert rep.skipped == {"binary": 1, "generated": 2}
     assert not rep.failed  # skipped on purpose, not a failure (exit code 0)
     assert _paths(ci, skipped=True) == ["logo.svg", "storage/blob.dat", "uv.lock"]
-    page = ci.list_files(skipped=True)["files"]
-    assert {f["path"]: f["reason"] for f in page}["uv.lock"] == "generated"
+    page = ci.list_files(skipped=True).files
+    assert {f.path: f.reason for f in page}["uv.lock"] == "generated"
     assert ci.status()["skipped"] == {"binary": 1, "generated": 2}
     assert ci._open_store().count_chunks(Filter(path="uv.lock")) == 0
 

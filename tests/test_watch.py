@@ -85,8 +85,8 @@ def indexed(reader: CodeIndex) -> set[str]:
         cursor = ""
         while True:
             page = reader.list_files(page_size=500, cursor=cursor, skipped=skipped)
-            out.update(f["path"] for f in page["files"])
-            cursor = page["next_cursor"] or ""
+            out.update(f.path for f in page.files)
+            cursor = page.next_cursor or ""
             if not cursor:
                 break
     return out

@@ -597,7 +597,7 @@ def list_files(
                 glob=path_glob,
                 language=language,
                 skipped=include_skipped,
-            )
+            ).as_dict()
         except IndexMissingError as exc:  # raised after page_size was validated
             return {
                 "files": [],
