@@ -292,9 +292,9 @@ class CodeIndex:
         # reads its candidates' text there, hidden behind the vector side; vector
         # candidates come without it, and the page's missing texts are read below.
         def words_side() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            text = store.text_search(query, fetch, where)
+            text = store.text_search(query, fetch, where) if ranking.lexical else []
             defs = store.definitions(names, 50, where, with_text=False) if names else []
-            return text if ranking.lexical else [], defs
+            return text, defs
 
         words = _Background(words_side) if ranking.lexical or names else None
         vector_hits: list[dict[str, Any]] = []
