@@ -43,7 +43,7 @@ class Settings:
     max_chunk_lines: int = 60
     max_chunk_chars: int = 1600
     max_line_chars: int = 1000  # longer lines (minified code) are split into pieces
-    # --- discovery (enforced in discovery.py) ---
+    # --- discovery (enforced in discovery/) ---
     max_file_mb: float = 100.0  # larger files are skipped as too_large
     follow_symlinks: bool = True  # only ever inside the root
     # False: lock files, minified bundles, source maps, SVGs and files marked generated

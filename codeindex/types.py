@@ -76,7 +76,7 @@ class SkipReason:
     SYMLINK_LOOP = "symlink_loop"
     SPECIAL_FILE = "special_file"
     # machine-written text: lock files, minified bundles, source maps, SVGs, files with a
-    # "generated, do not edit" header (rules in discovery.py; the detail names which)
+    # "generated, do not edit" header (rules in discovery/generated.py; the detail names which)
     GENERATED = "generated"
     EMBED_FAILED = "embed_failed"
 
