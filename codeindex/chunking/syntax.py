@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codeindex.chunking.lines import LineWindower, is_blank, iter_lines
+from codeindex.chunking.names import Node, clean_name, go_receiver, node_text, symbol_name
 from codeindex.chunking.specs import SPECS, LanguageSpec
 from codeindex.chunking.tokens import TokenCounter, heuristic_token_count, token_budget
 from codeindex.config import Settings
@@ -30,38 +31,11 @@ from codeindex.types import Chunk
 
 log = logging.getLogger(__name__)
 
-Node = Any  # tree_sitter.Node (kept loose: the binding's stubs vary across versions)
-
 _JS_FAMILY = frozenset({"javascript", "typescript", "tsx"})
 _FUNCTION_VALUES = frozenset(
     {"arrow_function", "function_expression", "function", "generator_function"}
 )
 _CLASS_VALUES = frozenset({"class", "class_expression"})
-_NAME_TYPES = frozenset(
-    {
-        "identifier",
-        "type_identifier",
-        "constant",
-        "simple_identifier",
-        "name",
-        "property_identifier",
-        "private_property_identifier",
-        "field_identifier",
-        "word",
-        "namespace_identifier",
-    }
-)
-_C_DECLARATOR_ENDS = frozenset(
-    {
-        "identifier",
-        "field_identifier",
-        "qualified_identifier",
-        "destructor_name",
-        "operator_name",
-        "type_identifier",
-        "template_function",
-    }
-)
 _C_TYPEDEF_KINDS = {
     "struct_specifier": "struct",
     "union_specifier": "union",
@@ -71,11 +45,8 @@ _C_TYPEDEF_KINDS = {
 # Gap content too small to be worth a chunk of its own: closing brackets and block
 # terminators ("}", "};", "end", "fi", ...). It is glued to a neighbouring segment.
 _CLOSER_LINE = re.compile(r"[\W_]*(?:end|fi|done|esac)?[\W_]*")
-# Names come from identifier nodes and are short; error recovery can make them huge.
-_MAX_NAME_CHARS = 200
 # A keyed node (LanguageSpec.keyed) whose qualifying field is longer is not a definition.
 _MAX_KEY_BYTES = 64
-_GENERIC_ARGS = re.compile(r"<[^<>]*>|\[[^\[\]]*\]")
 
 _local = threading.local()
 
@@ -315,7 +286,7 @@ class _SyntaxChunker:
         qualifier = node.child_by_field_name(field_name)
         if qualifier is None or qualifier.end_byte - qualifier.start_byte > _MAX_KEY_BYTES:
             return node.type
-        return f"{node.type}:{_text(qualifier)}"
+        return f"{node.type}:{node_text(qualifier)}"
 
     def _classify(self, node: Node, scope: _Scope) -> _Def | None:
         spec = self.spec
@@ -333,7 +304,7 @@ class _SyntaxChunker:
                 kind = "method"
             name = self._name(node)
             if self.language == "go" and t == "method_declaration":
-                receiver = self._go_receiver(node)
+                receiver = go_receiver(node)
                 name = f"{receiver}.{name}" if receiver else name
             elif self.language in ("c", "cpp") and "." in name:
                 kind = "method"  # out-of-line member definition `A::f`
@@ -389,7 +360,7 @@ class _SyntaxChunker:
                 kind = _C_TYPEDEF_KINDS.get(inner.type, "type")
                 body = inner.child_by_field_name("body")
                 declarator = node.child_by_field_name("declarator")
-                name = _clean(_text(declarator)) if declarator is not None else ""
+                name = clean_name(node_text(declarator)) if declarator is not None else ""
                 return _Def("class", kind, name, body.children if body is not None else None)
             if body is None:
                 return None  # a forward declaration `struct x;`
@@ -405,12 +376,12 @@ class _SyntaxChunker:
             name_node = specs[0]
         elif lang == "rust" and t == "impl_item":
             type_node = node.child_by_field_name("type")
-            name = _clean(_text(type_node)) if type_node is not None else ""
+            name = clean_name(node_text(type_node)) if type_node is not None else ""
             return _Def("class", kind, name, body.children if body is not None else None)
         elif lang == "swift" and t == "class_declaration":
             declared = node.child_by_field_name("declaration_kind")
             if declared is not None:
-                kind = _text(declared)
+                kind = node_text(declared)
         elif lang == "kotlin":
             kind = self._kotlin_kind(node, kind)
         if body is None and self.spec.bodies:
@@ -464,7 +435,7 @@ class _SyntaxChunker:
         if values.named_child(0).type != "function_definition":
             return None
         kind = "method" if scope.in_class else "function"
-        return _Def("function", kind, _clean(_text(targets.named_child(0))), None)
+        return _Def("function", kind, clean_name(node_text(targets.named_child(0))), None)
 
     def _zig_def(self, node: Node, scope: _Scope) -> _Def | None:
         """A `Decl` is a definition when it holds a function (`FnProto`, with or without
@@ -486,115 +457,8 @@ class _SyntaxChunker:
                 return _Def("class", kind or "struct", self._name(child), container.children)
         return None
 
-    # ---- names ----
     def _name(self, node: Node) -> str:
-        if self.language in _NAME_HOOKS:
-            name = _NAME_HOOKS[self.language](self, node)
-            if name is not None:
-                return name
-        if self.language in ("c", "cpp") and node.type == "function_definition":
-            return self._c_function_name(node)
-        if node.type == "destructor_declaration":  # C#: `~A()`
-            found = node.child_by_field_name("name")
-            return f"~{_text(found)}" if found is not None else "~"
-        if node.type == "operator_declaration":  # C#: `A operator +(A a, A b)`
-            op = node.child_by_field_name("operator")
-            return f"operator{_text(op)}" if op is not None else "operator"
-        if node.type == "conversion_operator_declaration":  # C#: `implicit operator int`
-            target = node.child_by_field_name("type")
-            return f"operator {_text(target)}" if target is not None else "operator"
-        found = node.child_by_field_name("name") or node.child_by_field_name("property")
-        if found is None:
-            found = next((c for c in node.named_children if c.type in _NAME_TYPES), None)
-        return _clean(_text(found)) if found is not None else ""
-
-    def _elixir_name(self, node: Node) -> str | None:
-        """`defmodule A.B` → "A.B"; `defimpl P, for: T` → "P.T" (the module it defines);
-        `def name(args) when guard` / `def name, do: ...` → "name"; `def a + b` → "+"."""
-        if node.type != "call":
-            return None
-        args = next((c for c in node.named_children if c.type == "arguments"), None)
-        if args is None or not args.named_child_count:
-            return ""
-        head = args.named_child(0)
-        target = node.child_by_field_name("target")
-        if target is not None and _text(target) in ("defmodule", "defprotocol", "defimpl"):
-            if head.type != "alias":
-                return ""  # `defmodule unquote(name)`: no static name
-            name = _clean(_text(head))
-            for c in args.named_children:
-                for_type = _elixir_keyword(c, "for") if c.type == "keywords" else None
-                if for_type is not None and for_type.type == "alias":
-                    name = f"{name}.{_clean(_text(for_type))}"
-            return name
-        while head.type == "binary_operator":
-            operator = head.child_by_field_name("operator")
-            left = head.child_by_field_name("left")
-            op = _text(operator) if operator is not None else ""
-            if op not in ("when", "\\\\") or left is None:
-                return op  # an operator definition: `def left <> right`
-            head = left  # `def f(x) when guard` / `def f(x) \\ default`
-        if head.type == "call":
-            head = head.child_by_field_name("target") or head
-        return _clean(_text(head)) if head.type == "identifier" else ""
-
-    def _lua_name(self, node: Node) -> str | None:
-        if node.type != "function_declaration":
-            return None
-        found = node.child_by_field_name("name")
-        return _clean(_text(found).replace(":", ".")) if found is not None else ""  # M:f
-
-    def _haskell_name(self, node: Node) -> str | None:
-        if node.type == "instance":
-            # Named after the instance's type, like a Rust impl: `instance Show (T a)`
-            # → "T"; the class when the type has no constructor name (`Show [a]`).
-            patterns = node.child_by_field_name("patterns")
-            found = _first_of_type(patterns, "name") if patterns is not None else None
-            if found is None:
-                found = node.child_by_field_name("name")
-            return _clean(_text(found)) if found is not None else ""
-        if node.type not in ("function", "bind"):
-            return None
-        found = node.child_by_field_name("name")
-        if found is None:  # infix definition: x <+> y = ... / x `op` y = ...
-            infix = next((c for c in node.named_children if c.type == "infix"), None)
-            found = infix.child_by_field_name("operator") if infix is not None else None
-        if found is None:
-            return ""
-        # Not _clean: it would read an operator such as `<+>` as generic arguments.
-        return "".join(_text(found).split()).strip("()`")[:_MAX_NAME_CHARS]
-
-    def _zig_name(self, node: Node) -> str | None:
-        if node.type in ("FnProto", "VarDecl"):
-            field_name = "function" if node.type == "FnProto" else "variable_type_function"
-            found = node.child_by_field_name(field_name)
-            return _clean(_text(found)) if found is not None else ""
-        if node.type != "TestDecl":
-            return None
-        # `test "does a thing" {}` → "does a thing"; `test name {}` → "name".
-        for child in node.named_children:
-            if child.type in ("STRINGLITERALSINGLE", "IDENTIFIER"):
-                return " ".join(_text(child).strip('"').split())[:_MAX_NAME_CHARS]
-        return ""
-
-    def _c_function_name(self, node: Node) -> str:
-        d = node.child_by_field_name("declarator")
-        while d is not None and d.type not in _C_DECLARATOR_ENDS:
-            nxt = d.child_by_field_name("declarator")
-            if nxt is None and d.named_child_count:
-                nxt = d.named_children[-1]  # reference/parenthesized declarators
-            d = nxt
-        return _clean(_text(d)) if d is not None else ""
-
-    def _go_receiver(self, node: Node) -> str:
-        receiver = node.child_by_field_name("receiver")
-        if receiver is None:
-            return ""
-        for param in receiver.named_children:
-            type_node = param.child_by_field_name("type")
-            if type_node is not None:
-                return _clean(_text(type_node))
-        return ""
+        return symbol_name(self.language, node)
 
     # ---- sizing and output ----
     def _trim(self, start: int, end: int) -> tuple[int, int] | None:
@@ -684,14 +548,6 @@ class _SyntaxChunker:
         yield from windower.flush()
 
 
-_NAME_HOOKS = {
-    "elixir": _SyntaxChunker._elixir_name,
-    "lua": _SyntaxChunker._lua_name,
-    "haskell": _SyntaxChunker._haskell_name,
-    "zig": _SyntaxChunker._zig_name,
-}
-
-
 def _zig_container(var_decl: Node) -> Node | None:
     """The `ContainerDecl` a Zig `VarDecl` binds directly (`= struct {...}`), if any."""
     count = var_decl.named_child_count
@@ -705,38 +561,3 @@ def _zig_container(var_decl: Node) -> Node | None:
         if value.type != expected:
             return None
     return value
-
-
-def _elixir_keyword(keywords: Node, key: str) -> Node | None:
-    """The value of ``key:`` in an Elixir keyword list (``for: Type``), if present."""
-    for pair in keywords.named_children:
-        found = pair.child_by_field_name("key")
-        if found is not None and _text(found).rstrip().rstrip(":") == key:
-            return pair.child_by_field_name("value")
-    return None
-
-
-def _first_of_type(node: Node, node_type: str) -> Node | None:
-    """The first descendant of ``node`` (pre-order) with type ``node_type``."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if current.type == node_type:
-            return current
-        stack.extend(reversed(current.named_children))
-    return None
-
-
-def _text(node: Node) -> str:
-    return node.text.decode("utf-8", errors="replace")
-
-
-def _clean(name: str) -> str:
-    """A display name: `ns::A<T>::f` → `ns.A.f`, `*Box[T]` → `Box`, whitespace dropped."""
-    previous = None
-    while previous != name:  # strip nested generic arguments from the inside out
-        previous = name
-        name = _GENERIC_ARGS.sub("", name)
-    name = name.replace("::", ".").replace("\\", ".")
-    name = "".join(ch for ch in name if not ch.isspace() and ch not in "*&").strip(".")
-    return name[:_MAX_NAME_CHARS]
