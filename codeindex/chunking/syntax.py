@@ -10,6 +10,10 @@ Segments are whole lines: two definitions sharing a line are one segment (the fi
 one's name wins), since a chunk is a line range. Where a language's spec sets
 ``merge_clauses``, adjacent clauses of one function (Haskell equations, Elixir ``def``
 clauses) are one segment as long as together they fit one chunk.
+
+Which nodes are definitions, and their kinds and names, is decided per language in
+:mod:`codeindex.chunking.definitions` and :mod:`codeindex.chunking.names`; this module
+deals in lines and segments only.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from codeindex.chunking.definitions import Definition, DefinitionFinder, Scope
 from codeindex.chunking.lines import LineWindower, is_blank, iter_lines
-from codeindex.chunking.names import Node, clean_name, go_receiver, node_text, symbol_name
+from codeindex.chunking.names import Node
 from codeindex.chunking.specs import SPECS, LanguageSpec
 from codeindex.chunking.tokens import TokenCounter, heuristic_token_count, token_budget
 from codeindex.config import Settings
@@ -31,22 +36,9 @@ from codeindex.types import Chunk
 
 log = logging.getLogger(__name__)
 
-_JS_FAMILY = frozenset({"javascript", "typescript", "tsx"})
-_FUNCTION_VALUES = frozenset(
-    {"arrow_function", "function_expression", "function", "generator_function"}
-)
-_CLASS_VALUES = frozenset({"class", "class_expression"})
-_C_TYPEDEF_KINDS = {
-    "struct_specifier": "struct",
-    "union_specifier": "union",
-    "enum_specifier": "enum",
-    "class_specifier": "class",
-}
 # Gap content too small to be worth a chunk of its own: closing brackets and block
 # terminators ("}", "};", "end", "fi", ...). It is glued to a neighbouring segment.
 _CLOSER_LINE = re.compile(r"[\W_]*(?:end|fi|done|esac)?[\W_]*")
-# A keyed node (LanguageSpec.keyed) whose qualifying field is longer is not a definition.
-_MAX_KEY_BYTES = 64
 
 _local = threading.local()
 
@@ -62,22 +54,6 @@ def _parser(language: str) -> Any:
 
         parser = cache[language] = get_parser(language)  # type: ignore[arg-type]
     return parser
-
-
-@dataclass(frozen=True, slots=True)
-class _Scope:
-    prefix: str = ""  # qualified name of the enclosing class-like definition
-    in_class: bool = False
-    gap_symbol: str = ""
-    gap_kind: str = "lines"
-
-
-@dataclass(slots=True)
-class _Def:
-    role: str  # "function" | "class" | "namespace"
-    kind: str
-    name: str
-    members: Sequence[Node] | None  # children to partition when split open
 
 
 @dataclass(slots=True)
@@ -115,6 +91,7 @@ class _SyntaxChunker:
         self.path = path
         self.language = language
         self.spec = spec
+        self.definitions = DefinitionFinder(language, spec)
         self.settings = settings
         self.count_tokens = count_tokens
         self.count = count_tokens or heuristic_token_count
@@ -137,7 +114,7 @@ class _SyntaxChunker:
             return []
         tree = _parser(self.language).parse(self.src)
         root = tree.root_node
-        segs = self._partition(root.children, 1, len(self.lines), _Scope())
+        segs = self._partition(root.children, 1, len(self.lines), Scope())
         segs = self._merge_closers(segs)
         chunks: list[Chunk] = []
         for seg in segs:
@@ -167,7 +144,7 @@ class _SyntaxChunker:
         children: Sequence[Node],
         lo: int,
         hi: int,
-        scope: _Scope,
+        scope: Scope,
         leading: Sequence[Node] = (),
     ) -> list[_Seg]:
         """Segments covering exactly lines ``lo..hi``, cut at the definitions among
@@ -184,9 +161,9 @@ class _SyntaxChunker:
                 # statements on one line): nothing to decide, so skip the classifying.
                 leading = []
                 continue
-            d = self._classify(child, scope)
+            d = self.definitions.classify(child, scope)
             if d is None:
-                if self._key(child) in self.spec.leading:
+                if self.definitions.key(child) in self.spec.leading:
                     leading.append(child)
                 else:
                     leading = self._trailing_leading(child)
@@ -232,7 +209,7 @@ class _SyntaxChunker:
             and self._fits(last.start, end)
         )
 
-    def _gap(self, start: int, end: int, scope: _Scope) -> _Seg:
+    def _gap(self, start: int, end: int, scope: Scope) -> _Seg:
         return _Seg(start, end, scope.gap_symbol, scope.gap_kind, gap=True)
 
     def _attach_leading(self, start: int, leading: list[Node], cursor: int) -> int:
@@ -256,7 +233,7 @@ class _SyntaxChunker:
                 return []
             found: list[Node] = []
             i = count - 1
-            while i >= 0 and self._key(c := node.named_child(i)) in leading_types:
+            while i >= 0 and self.definitions.key(c := node.named_child(i)) in leading_types:
                 found.append(c)
                 i -= 1
             if found:
@@ -266,7 +243,7 @@ class _SyntaxChunker:
         return []
 
     def _definition(
-        self, d: _Def, start: int, end: int, scope: _Scope, leading: Sequence[Node] = ()
+        self, d: Definition, start: int, end: int, scope: Scope, leading: Sequence[Node] = ()
     ) -> list[_Seg]:
         if d.role == "namespace":
             assert d.members is not None
@@ -274,191 +251,8 @@ class _SyntaxChunker:
         symbol = f"{scope.prefix}.{d.name}" if scope.prefix and d.name else d.name or scope.prefix
         if d.role == "function" or d.members is None or self._fits(start, end):
             return [_Seg(start, end, symbol, d.kind, gap=False)]
-        inner = _Scope(prefix=symbol, in_class=True, gap_symbol=symbol, gap_kind=d.kind)
+        inner = Scope(prefix=symbol, in_class=True, gap_symbol=symbol, gap_kind=d.kind)
         return self._partition(d.members, start, end, inner)
-
-    # ---- classification ----
-    def _key(self, node: Node) -> str:
-        """The node's key in the spec tables: its type, or "type:text" for keyed types."""
-        field_name = self.spec.keyed.get(node.type)
-        if field_name is None:
-            return node.type
-        qualifier = node.child_by_field_name(field_name)
-        if qualifier is None or qualifier.end_byte - qualifier.start_byte > _MAX_KEY_BYTES:
-            return node.type
-        return f"{node.type}:{node_text(qualifier)}"
-
-    def _classify(self, node: Node, scope: _Scope) -> _Def | None:
-        spec = self.spec
-        t = self._key(node)
-        if t in spec.wrappers:
-            return self._unwrap(node, scope)
-        if t in spec.namespaces or t == "ERROR":
-            members = self._namespace_members(node)
-            if members is None:
-                return None
-            return _Def("namespace", "namespace", "", members)
-        if t in spec.functions:
-            kind = spec.functions[t]
-            if kind == "function" and scope.in_class:
-                kind = "method"
-            name = self._name(node)
-            if self.language == "go" and t == "method_declaration":
-                receiver = go_receiver(node)
-                name = f"{receiver}.{name}" if receiver else name
-            elif self.language in ("c", "cpp") and "." in name:
-                kind = "method"  # out-of-line member definition `A::f`
-            return _Def("function", kind, name, None)
-        if t in spec.classes:
-            return self._class_def(node, spec.classes[t])
-        if self.language in _JS_FAMILY:
-            return self._js_def(node, scope)
-        if self.language == "lua":
-            return self._lua_def(node, scope)
-        if self.language == "zig":
-            return self._zig_def(node, scope)
-        return None
-
-    def _unwrap(self, node: Node, scope: _Scope) -> _Def | None:
-        for child in node.named_children:
-            if child.type in self.spec.leading:
-                continue
-            d = self._classify(child, scope)
-            if d is not None:
-                return d
-        if self.language in _JS_FAMILY:
-            # `export default function () {}` / `export default class {}`
-            value = node.child_by_field_name("value")
-            if value is not None and value.type in _FUNCTION_VALUES:
-                return _Def("function", "function", self._name(value) or "default", None)
-            if value is not None and value.type in _CLASS_VALUES:
-                body = value.child_by_field_name("body")
-                members = body.children if body is not None else None
-                return _Def("class", "class", self._name(value) or "default", members)
-        return None
-
-    def _namespace_members(self, node: Node) -> Sequence[Node] | None:
-        body = node.child_by_field_name("body")
-        if body is not None:
-            return body.children
-        if node.type == "ERROR" or node.type.startswith("preproc_"):
-            return node.children  # members are direct children
-        if node.type in self.spec.bodies:
-            return node.children  # a namespace that is its own body
-        return None  # `mod x;`, `namespace A;`, `package a`: a plain statement
-
-    def _class_def(self, node: Node, kind: str) -> _Def | None:
-        t = node.type
-        lang = self.language
-        body = node.child_by_field_name("body")
-        name_node = node
-        if lang in ("c", "cpp"):
-            if t == "type_definition":
-                inner = node.child_by_field_name("type")
-                if inner is None or inner.child_by_field_name("body") is None:
-                    return None  # `typedef int x;` is a statement, not a definition
-                kind = _C_TYPEDEF_KINDS.get(inner.type, "type")
-                body = inner.child_by_field_name("body")
-                declarator = node.child_by_field_name("declarator")
-                name = clean_name(node_text(declarator)) if declarator is not None else ""
-                return _Def("class", kind, name, body.children if body is not None else None)
-            if body is None:
-                return None  # a forward declaration `struct x;`
-        elif lang == "go":
-            specs = [c for c in node.named_children if c.type in ("type_spec", "type_alias")]
-            if len(specs) != 1:
-                return _Def("class", "type", "", None)
-            type_node = specs[0].child_by_field_name("type")
-            if type_node is not None and type_node.type == "struct_type":
-                kind = "struct"
-            elif type_node is not None and type_node.type == "interface_type":
-                kind = "interface"
-            name_node = specs[0]
-        elif lang == "rust" and t == "impl_item":
-            type_node = node.child_by_field_name("type")
-            name = clean_name(node_text(type_node)) if type_node is not None else ""
-            return _Def("class", kind, name, body.children if body is not None else None)
-        elif lang == "swift" and t == "class_declaration":
-            declared = node.child_by_field_name("declaration_kind")
-            if declared is not None:
-                kind = node_text(declared)
-        elif lang == "kotlin":
-            kind = self._kotlin_kind(node, kind)
-        if body is None and self.spec.bodies:
-            body = next((c for c in node.named_children if c.type in self.spec.bodies), None)
-        members = body.children if body is not None else None
-        return _Def("class", kind, self._name(name_node), members)
-
-    def _kotlin_kind(self, node: Node, kind: str) -> str:
-        for child in node.children:
-            if child.type in ("interface", "enum"):  # `interface X`, `enum class X`
-                return child.type
-            if child.type == "modifiers" and b"enum" in child.text.split():
-                return "enum"
-        return kind
-
-    def _js_def(self, node: Node, scope: _Scope) -> _Def | None:
-        t = node.type
-        if t in ("lexical_declaration", "variable_declaration"):
-            # `const f = () => ...` / `const A = class {...}`: one declarator only, or
-            # the statement is data, not a definition.
-            declarators = [c for c in node.named_children if c.type == "variable_declarator"]
-            if len(declarators) != 1:
-                return None
-            value = declarators[0].child_by_field_name("value")
-            name = self._name(declarators[0])
-            if value is not None and value.type in _FUNCTION_VALUES:
-                return _Def("function", "method" if scope.in_class else "function", name, None)
-            if value is not None and value.type in _CLASS_VALUES:
-                body = value.child_by_field_name("body")
-                return _Def("class", "class", name, body.children if body is not None else None)
-            return None
-        if t in ("field_definition", "public_field_definition"):
-            # Class fields holding functions (`handle = () => {...}`) are methods.
-            value = node.child_by_field_name("value")
-            if value is not None and value.type in _FUNCTION_VALUES:
-                return _Def("function", "method", self._name(node), None)
-        return None
-
-    def _lua_def(self, node: Node, scope: _Scope) -> _Def | None:
-        """`local f = function ... end` / `M.f = function ... end`: one name, one value."""
-        if node.type == "variable_declaration":
-            node = next((c for c in node.named_children if c.type == "assignment_statement"), None)
-        if node is None or node.type != "assignment_statement":
-            return None
-        targets = next((c for c in node.named_children if c.type == "variable_list"), None)
-        values = next((c for c in node.named_children if c.type == "expression_list"), None)
-        if targets is None or values is None:
-            return None
-        if targets.named_child_count != 1 or values.named_child_count != 1:
-            return None
-        if values.named_child(0).type != "function_definition":
-            return None
-        kind = "method" if scope.in_class else "function"
-        return _Def("function", kind, clean_name(node_text(targets.named_child(0))), None)
-
-    def _zig_def(self, node: Node, scope: _Scope) -> _Def | None:
-        """A `Decl` is a definition when it holds a function (`FnProto`, with or without
-        a body) or binds a container type: `const X = struct/enum/union/opaque {...}`."""
-        if node.type != "Decl":
-            return None
-        for child in node.named_children:
-            if child.type == "FnProto":
-                kind = "method" if scope.in_class else "function"
-                return _Def("function", kind, self._name(child), None)
-            if child.type == "VarDecl":
-                container = _zig_container(child)
-                if container is None:
-                    return None
-                decl_type = next(
-                    (c for c in container.children if c.type == "ContainerDeclType"), None
-                )
-                kind = decl_type.children[0].type if decl_type and decl_type.children else ""
-                return _Def("class", kind or "struct", self._name(child), container.children)
-        return None
-
-    def _name(self, node: Node) -> str:
-        return symbol_name(self.language, node)
 
     # ---- sizing and output ----
     def _trim(self, start: int, end: int) -> tuple[int, int] | None:
@@ -546,18 +340,3 @@ class _SyntaxChunker:
         for number in range(s, e + 1):
             yield from windower.add_line(number, self.lines[number - 1])
         yield from windower.flush()
-
-
-def _zig_container(var_decl: Node) -> Node | None:
-    """The `ContainerDecl` a Zig `VarDecl` binds directly (`= struct {...}`), if any."""
-    count = var_decl.named_child_count
-    value = var_decl.named_child(count - 1) if count else None  # after any `: type`
-    if value is None or value.type != "ErrorUnionExpr":
-        return None
-    for expected in ("SuffixExpr", "ContainerDecl"):
-        if value.named_child_count != 1:
-            return None  # `Foo.bar()`, `a orelse b`: an expression, not a container
-        value = value.named_child(0)
-        if value.type != expected:
-            return None
-    return value
