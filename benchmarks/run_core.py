@@ -47,13 +47,9 @@ CodeIndex(settings.replace(index_dir=root / ".texts"), embedder=emb).index(embed
 from codeindex.storage import Store
 store = Store(root / ".texts", 384)
 texts = []
-offset = 0
-while True:
-    page = store.chunks.search().select(["text"]).limit(1000).offset(offset).to_arrow()
-    if page.num_rows == 0:
-        break
-    texts += page.column("text").to_pylist()
-    offset += page.num_rows
+for path in store.iter_file_paths():  # through the store's API: file by file
+    texts += [row["text"] for row in store.chunks_of(path)]
+assert len(texts) == store.count_chunks(), "chunks_of cut a file short"
 texts = sorted(set(texts))
 builtin = emb._load()  # codeindex's encoder, which the pipeline runs
 from sentence_transformers import SentenceTransformer

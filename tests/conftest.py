@@ -6,11 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from codeindex.config import load_settings
 from codeindex.embedding import FAKE_MODEL
+
+if TYPE_CHECKING:  # annotations only; the fixtures import these where they use them
+    from codeindex.service import CodeIndex
+    from codeindex.storage import Store
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "sample_repo"
 
@@ -73,3 +78,13 @@ def real_index(tmp_path_factory):
     report = ci.index()
     assert not report.failed
     return ci
+
+
+def open_store(ci: CodeIndex) -> Store:
+    """The index of ``ci`` opened through the storage API, as another process reads it:
+    a new :class:`~codeindex.storage.Store` on the same directory, not ``ci``'s own
+    (tests inspect the index from outside). It checks for new table versions on every
+    read, so it sees what ``ci`` commits later."""
+    from codeindex.storage import Store
+
+    return Store(ci.settings.index_dir, ci.embedder_dimension(), consistency_seconds=0.0)

@@ -30,10 +30,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
 from codeindex import service
+from codeindex.embedding import FakeEmbedder
 from codeindex.locking import WriterLock
 from codeindex.mcp.packing import CHARS_PER_TOKEN, ELISION, merge_by_file, pack
 from tests.conftest import INDEXABLE as FIXTURE_FILES
-from tests.conftest import copy_fixture
+from tests.conftest import copy_fixture, fake_settings
 
 TOOLS = {"search_code", "list_files", "get_code", "find_similar", "index_status", "reindex"}
 FAKE_ENV = {"CODEINDEX_MODEL": "fake-hash-384", "CODEINDEX_VERSION_RETENTION_SECONDS": "0"}
@@ -494,6 +495,9 @@ def test_search_before_any_index_exists_returns_empty_with_a_note(tmp_path: Path
 # -------------------------------------------------------------------- http
 def test_http_transport_serves_on_loopback_only(tmp_path: Path):
     root = copy_fixture(tmp_path / "repo")
+    # Indexed before the server starts (same model and options as FAKE_ENV), so its
+    # first search has hits: nothing to wait for but the socket.
+    service.CodeIndex(fake_settings(root), embedder=FakeEmbedder()).index()
     with socket.socket() as sock:  # a free port (tiny race, acceptable in a test)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -532,12 +536,7 @@ def test_http_transport_serves_on_loopback_only(tmp_path: Path):
                 assert not res.is_error, text(res)
                 return res.structured_content
 
-        deadline = time.monotonic() + 60
-        while True:  # the first search may land before the index exists: no hits yet
-            out = asyncio.run(use())
-            if out["results"]:
-                break
-            assert time.monotonic() < deadline, out
+        out = asyncio.run(use())
         assert out["results"][0]["path"] == "auth/tokens.py"
     finally:
         proc.send_signal(signal.SIGINT)

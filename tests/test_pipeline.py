@@ -13,7 +13,7 @@ from codeindex.embedding import EmbedError, FakeEmbedder
 from codeindex.service import CodeIndex
 from codeindex.storage import Filter
 from codeindex.storage import store as store_module
-from tests.conftest import INDEXABLE, fake_settings
+from tests.conftest import INDEXABLE, fake_settings, open_store
 
 
 def _paths(ci: CodeIndex, skipped: bool = False) -> list[str]:
@@ -34,7 +34,7 @@ def test_first_index_counts_and_exclusions(sample_repo: Path) -> None:
     assert rep.skipped == {"binary": 1}
     assert set(_paths(ci)) == INDEXABLE  # no .env, build/, *.log, binary
     assert _paths(ci, skipped=True) == ["storage/blob.dat"]
-    store = ci._open_store()
+    store = open_store(ci)
     assert store.count_chunks() == rep.chunks_written > len(INDEXABLE)
     assert store.count_chunks(Filter(embedded=False)) == 0
     assert rep.chunks_embedded == emb.texts_embedded > 0
@@ -68,14 +68,14 @@ def test_lookups_read_the_files_table_as_the_run_found_it(
     assert looked_up == []  # empty table at the start: nothing to look up
 
     (sample_repo / "new_module.py").write_text("def brand_new():\n    return 1\n")
-    start = ci._open_store().files_version()
+    start = open_store(ci).files_version()
     rep = ci.index()
     assert rep.added == 1 and rep.unchanged == len(INDEXABLE) + 1
     assert looked_up and set(looked_up) == {start}
 
 
 def test_file_snapshot_does_not_see_later_writes(fake_index: CodeIndex) -> None:
-    store = fake_index._open_store()
+    store = open_store(fake_index)
     snap = store.file_snapshot()
     old = snap.get(["auth/tokens.py"])["auth/tokens.py"]
     store.upsert_files([dataclasses.replace(old, path="later.py")])
@@ -92,7 +92,7 @@ def test_touch_without_content_change_embeds_nothing(fake_index: CodeIndex) -> N
 
 
 def test_edit_reembeds_only_changed_chunks(fake_index: CodeIndex) -> None:
-    store = fake_index._open_store()
+    store = open_store(fake_index)
     path = fake_index.settings.root / "auth/tokens.py"
     old_chunks = store.chunks_of("auth/tokens.py")
     assert len(old_chunks) >= 3
@@ -115,7 +115,7 @@ def test_delete_removes_file_and_chunks(fake_index: CodeIndex) -> None:
     (fake_index.settings.root / "storage/lru.rs").unlink()
     rep = fake_index.index()
     assert rep.deleted == 1
-    store = fake_index._open_store()
+    store = open_store(fake_index)
     assert store.count_chunks(Filter(path="storage/lru.rs")) == 0
     assert "storage/lru.rs" not in _paths(fake_index)
     hits = fake_index.search("LruCache evict least recently used", k=20).results
@@ -139,7 +139,7 @@ def test_identical_chunks_embedded_once(sample_repo: Path) -> None:
     emb = FakeEmbedder()
     ci = CodeIndex(fake_settings(sample_repo, max_chunk_lines=2), embedder=emb)
     rep = ci.index()
-    store = ci._open_store()
+    store = open_store(ci)
     assert store.count_chunks(Filter(path="dup.txt")) == 5
     pairs = list(store.iter_chunk_hashes())
     distinct = {h for _, h in pairs}
@@ -153,7 +153,7 @@ def test_identical_chunks_embedded_once(sample_repo: Path) -> None:
 
 def test_repeated_updates_do_not_grow_versions(fake_index: CodeIndex) -> None:
     path = fake_index.settings.root / "web/src/csv.js"
-    store = fake_index._open_store()
+    store = open_store(fake_index)
     sizes = []
     for i in range(6):
         path.write_text(path.read_text() + f"\n// edit {i}\n")
@@ -176,7 +176,7 @@ def test_generated_files_are_skipped_and_come_back_incrementally(sample_repo: Pa
     page = ci.list_files(skipped=True).files
     assert {f.path: f.reason for f in page}["uv.lock"] == "generated"
     assert ci.status()["skipped"] == {"binary": 1, "generated": 2}
-    assert ci._open_store().count_chunks(Filter(path="uv.lock")) == 0
+    assert open_store(ci).count_chunks(Filter(path="uv.lock")) == 0
 
     # The setting brings them back on the next run, without a rebuild.
     on = CodeIndex(fake_settings(sample_repo, index_generated=True), embedder=FakeEmbedder())
@@ -193,7 +193,7 @@ def test_generated_files_are_skipped_and_come_back_incrementally(sample_repo: Pa
     assert rep.skipped == {"generated": 1}
     assert (rep.added, rep.updated) == (1, 0)  # the .codeindexignore; logo.svg is unchanged
     assert "logo.svg" in _paths(off) and "uv.lock" in _paths(off, skipped=True)
-    assert off._open_store().count_chunks(Filter(path="uv.lock")) == 0
+    assert open_store(off).count_chunks(Filter(path="uv.lock")) == 0
 
 
 def test_partial_update_by_paths(fake_index: CodeIndex) -> None:
@@ -214,7 +214,7 @@ def _commits_to_delete(root: Path, n: int) -> tuple[int, int]:
         (root / "gone" / f"m{i}.py").write_text(f"def gone_{i}():\n    return {i}\n")
     ci = CodeIndex(fake_settings(root), embedder=FakeEmbedder())
     ci.index()
-    store = ci._open_store()
+    store = open_store(ci)
     chunks, files = store.versions_since_open(), store.files_version()
     paths = [f"gone/m{i}.py" for i in range(n)]
     for p in paths:
@@ -247,7 +247,7 @@ def test_unembeddable_chunk_is_reported_not_zero_filled(sample_repo: Path) -> No
     ci = CodeIndex(fake_settings(sample_repo), embedder=_FailingEmbedder())
     rep = ci.index()
     assert [f["path"] for f in rep.failed] == ["huge.py"]
-    store = ci._open_store()
+    store = open_store(ci)
     assert store.count_chunks(Filter(path="huge.py", embedded=False)) == 1
     assert store.count_embed_failed() == 1
     assert ci.status()["embed_failed"] == 1
@@ -277,7 +277,7 @@ def test_big_file_is_streamed_and_searchable(sample_repo: Path) -> None:
     hit = ci.search("needle_identifier_xyzzy", k=1).results[0]
     assert hit.path == "big.txt"
     assert hit.start_line <= 12_346 <= hit.end_line
-    rec = ci._open_store().get_files(["big.txt"])["big.txt"]
+    rec = open_store(ci).get_files(["big.txt"])["big.txt"]
     assert rec.content_hash and rec.chunk_count > 10
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from codeindex.config import load_settings
 from codeindex.embedding import FAKE_MODEL, FakeEmbedder
 from codeindex.service import CodeIndex
-from codeindex.storage import Filter, Store, index_exists
+from codeindex.storage import Filter, Store
 
 
 def _tree(root: Path, files: int) -> None:
@@ -35,33 +35,52 @@ def _snapshot(index_dir: Path) -> tuple[dict, list]:
     return files, chunks
 
 
+# A run of `CodeIndex.index` in a child process that says when it is under way and can
+# never finish. advance() runs on the writer thread after each file it took (and after
+# any flush that file completed): at SIGNAL_AT it prints a line for the parent, which
+# kills the child at once, amid the writes that follow; at BLOCK_AT it stops the run,
+# so however slow the parent is, the kill still lands before the run could finish.
+_KILLED_CHILD = r"""
+import sys, threading
+from codeindex.config import load_settings
+from codeindex.embedding import FakeEmbedder
+from codeindex.service import CodeIndex
+SIGNAL_AT, BLOCK_AT = 300, 900
+class Hook:
+    taken = 0
+    def phase(self, name, total):
+        pass
+    def advance(self, n=1, **info):
+        self.taken += n
+        if self.taken == SIGNAL_AT:
+            print("under way", flush=True)
+        if self.taken == BLOCK_AT:
+            threading.Event().wait()
+settings = load_settings(sys.argv[1], env={}, model=sys.argv[2], write_batch_rows=16)
+CodeIndex(settings, embedder=FakeEmbedder()).index(progress=Hook())
+"""
+
+
 def test_sigkill_mid_index_then_resume_matches_fresh_index(tmp_path: Path) -> None:
     root = tmp_path / "tree"
     _tree(root, 1500)
-    env = {**os.environ, "CODEINDEX_MODEL": FAKE_MODEL, "CODEINDEX_WRITE_BATCH_ROWS": "16"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "codeindex", "index", str(root), "--json"],
-        env=env,
-        stdout=subprocess.DEVNULL,
+        [sys.executable, "-c", _KILLED_CHILD, str(root), FAKE_MODEL],
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        text=True,
     )
     index_dir = root / ".codeindex"
-    deadline = time.monotonic() + 120
-    killed_with_rows = 0
     try:
-        # Poll (bounded) until the writer has committed some files, then kill it hard.
-        while time.monotonic() < deadline and proc.poll() is None:
-            if index_exists(index_dir):
-                try:
-                    killed_with_rows = Store(index_dir, 384).count_files()
-                except Exception:  # tables still being created
-                    killed_with_rows = 0
-                if killed_with_rows >= 50:
-                    break
-        assert proc.poll() is None, "index finished before it could be interrupted"
-        os.kill(proc.pid, signal.SIGKILL)
+        # Block on the child's stdout (bounded) until it is under way, then kill it hard.
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        line = proc.stdout.readline() if ready else ""
     finally:
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+    assert line == "under way\n", proc.stderr.read()  # the child is gone: read to its end
+    assert proc.returncode == -signal.SIGKILL
+    killed_with_rows = Store(index_dir, 384).count_files()
     assert 50 <= killed_with_rows < 1500
 
     settings = load_settings(root, env={}, model=FAKE_MODEL, version_retention_seconds=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from codeindex.errors import BadCursorError, CodeIndexError
+from tests.conftest import open_store
 
 pytestmark = pytest.mark.model
 
@@ -97,7 +98,7 @@ def test_find_similar_excludes_itself(real_index) -> None:
 
 
 def test_candidates_are_read_without_text_and_the_page_gets_it(fake_index) -> None:
-    store = fake_index._open_store()
+    store = open_store(fake_index)
     vec = fake_index.embedder.embed(["rate limiter"])[0]
     bare = store.vector_search(vec, 50, None, with_text=False, all_embedded=True)
     full = store.vector_search(vec, 50, None)

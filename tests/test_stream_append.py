@@ -18,7 +18,7 @@ from codeindex.embedding import FakeEmbedder
 from codeindex.service import CodeIndex
 from codeindex.storage import Filter, Store, maintenance
 from codeindex.types import Chunk, ChunkRow
-from tests.conftest import fake_settings
+from tests.conftest import fake_settings, open_store
 
 DIM = 8
 
@@ -109,14 +109,14 @@ def test_stopped_stream_keeps_what_it_wrote_and_the_next_run_completes_it(
     first = CodeIndex(settings, embedder=_CtrlCMidFile(stop, after=200))
     rep = first.index(embed=False, stop=stop)
     assert rep.interrupted
-    store = first._open_store()
+    store = open_store(first)
     assert store.get_files(["big.txt"])["big.txt"].content_hash == ""  # incomplete
     partial = store.count_chunks()
     assert partial > 0  # what it wrote before the stop is kept
 
     ci = CodeIndex(settings, embedder=FakeEmbedder())
     assert not ci.index(embed=False).interrupted
-    store = ci._open_store()
+    store = open_store(ci)
     rec = store.get_files(["big.txt"])["big.txt"]
     assert rec.content_hash and rec.chunk_count > partial
     assert store.count_chunks() == rec.chunk_count  # the redo replaced the partial rows
@@ -140,7 +140,7 @@ def test_streamed_copy_reuses_the_stored_vectors_of_identical_chunks(tmp_path: P
     assert rep.added == 1 and not rep.failed
     assert rep.chunks_embedded == 0
     assert rep.chunks_reused == first.chunks_embedded  # every chunk, from the lookup
-    assert ci._open_store().count_chunks(Filter(embedded=False)) == 0
+    assert open_store(ci).count_chunks(Filter(embedded=False)) == 0
 
 
 def test_restreamed_file_keeps_the_vectors_of_its_unchanged_chunks(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_restreamed_file_keeps_the_vectors_of_its_unchanged_chunks(tmp_path: Pat
     assert rep.updated == 1 and not rep.failed
     assert rep.chunks_embedded <= 2  # the changed last chunk (and a new one, if split)
     assert rep.chunks_reused >= first.chunks_embedded - 1
-    store = ci._open_store()
+    store = open_store(ci)
     assert store.count_chunks() == store.get_files(["big.txt"])["big.txt"].chunk_count
     assert store.count_chunks(Filter(embedded=False)) == 0
     assert ci.search("appended_marker_line", k=1).results[0].path == "big.txt"

@@ -230,7 +230,7 @@ SPECS: dict[str, LanguageSpec] = {
         keyed={"call": "target", "unary_operator": "operator"},
         merge_clauses=True,
     ),
-    # `local x = function ... end` and `M.f = function ... end`: see syntax._lua_def.
+    # `local x = function ... end` and `M.f = function ... end`: see DefinitionFinder._lua_def.
     "lua": LanguageSpec(
         functions={"function_declaration": "function"},
         classes={},
@@ -252,7 +252,7 @@ SPECS: dict[str, LanguageSpec] = {
         bodies=frozenset({"declarations", "class_declarations", "instance_declarations"}),
         merge_clauses=True,
     ),
-    # Functions and `const X = struct {...}` are both `Decl` nodes: see syntax._zig_def.
+    # Functions and `const X = struct {...}` are both `Decl` nodes: see DefinitionFinder._zig_def.
     "zig": LanguageSpec(
         functions={"TestDecl": "test"},
         classes={},

@@ -10,6 +10,10 @@ Segments are whole lines: two definitions sharing a line are one segment (the fi
 one's name wins), since a chunk is a line range. Where a language's spec sets
 ``merge_clauses``, adjacent clauses of one function (Haskell equations, Elixir ``def``
 clauses) are one segment as long as together they fit one chunk.
+
+Which nodes are definitions, and their kinds and names, is decided per language in
+:mod:`codeindex.chunking.definitions` and :mod:`codeindex.chunking.names`; this module
+deals in lines and segments only.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from codeindex.chunking.definitions import Definition, DefinitionFinder, Scope
 from codeindex.chunking.lines import LineWindower, is_blank, iter_lines
+from codeindex.chunking.names import Node
 from codeindex.chunking.specs import SPECS, LanguageSpec
 from codeindex.chunking.tokens import TokenCounter, heuristic_token_count, token_budget
 from codeindex.config import Settings
@@ -30,52 +36,9 @@ from codeindex.types import Chunk
 
 log = logging.getLogger(__name__)
 
-Node = Any  # tree_sitter.Node (kept loose: the binding's stubs vary across versions)
-
-_JS_FAMILY = frozenset({"javascript", "typescript", "tsx"})
-_FUNCTION_VALUES = frozenset(
-    {"arrow_function", "function_expression", "function", "generator_function"}
-)
-_CLASS_VALUES = frozenset({"class", "class_expression"})
-_NAME_TYPES = frozenset(
-    {
-        "identifier",
-        "type_identifier",
-        "constant",
-        "simple_identifier",
-        "name",
-        "property_identifier",
-        "private_property_identifier",
-        "field_identifier",
-        "word",
-        "namespace_identifier",
-    }
-)
-_C_DECLARATOR_ENDS = frozenset(
-    {
-        "identifier",
-        "field_identifier",
-        "qualified_identifier",
-        "destructor_name",
-        "operator_name",
-        "type_identifier",
-        "template_function",
-    }
-)
-_C_TYPEDEF_KINDS = {
-    "struct_specifier": "struct",
-    "union_specifier": "union",
-    "enum_specifier": "enum",
-    "class_specifier": "class",
-}
 # Gap content too small to be worth a chunk of its own: closing brackets and block
 # terminators ("}", "};", "end", "fi", ...). It is glued to a neighbouring segment.
 _CLOSER_LINE = re.compile(r"[\W_]*(?:end|fi|done|esac)?[\W_]*")
-# Names come from identifier nodes and are short; error recovery can make them huge.
-_MAX_NAME_CHARS = 200
-# A keyed node (LanguageSpec.keyed) whose qualifying field is longer is not a definition.
-_MAX_KEY_BYTES = 64
-_GENERIC_ARGS = re.compile(r"<[^<>]*>|\[[^\[\]]*\]")
 
 _local = threading.local()
 
@@ -91,22 +54,6 @@ def _parser(language: str) -> Any:
 
         parser = cache[language] = get_parser(language)  # type: ignore[arg-type]
     return parser
-
-
-@dataclass(frozen=True, slots=True)
-class _Scope:
-    prefix: str = ""  # qualified name of the enclosing class-like definition
-    in_class: bool = False
-    gap_symbol: str = ""
-    gap_kind: str = "lines"
-
-
-@dataclass(slots=True)
-class _Def:
-    role: str  # "function" | "class" | "namespace"
-    kind: str
-    name: str
-    members: Sequence[Node] | None  # children to partition when split open
 
 
 @dataclass(slots=True)
@@ -144,6 +91,7 @@ class _SyntaxChunker:
         self.path = path
         self.language = language
         self.spec = spec
+        self.definitions = DefinitionFinder(language, spec)
         self.settings = settings
         self.count_tokens = count_tokens
         self.count = count_tokens or heuristic_token_count
@@ -166,7 +114,7 @@ class _SyntaxChunker:
             return []
         tree = _parser(self.language).parse(self.src)
         root = tree.root_node
-        segs = self._partition(root.children, 1, len(self.lines), _Scope())
+        segs = self._partition(root.children, 1, len(self.lines), Scope())
         segs = self._merge_closers(segs)
         chunks: list[Chunk] = []
         for seg in segs:
@@ -196,7 +144,7 @@ class _SyntaxChunker:
         children: Sequence[Node],
         lo: int,
         hi: int,
-        scope: _Scope,
+        scope: Scope,
         leading: Sequence[Node] = (),
     ) -> list[_Seg]:
         """Segments covering exactly lines ``lo..hi``, cut at the definitions among
@@ -213,9 +161,9 @@ class _SyntaxChunker:
                 # statements on one line): nothing to decide, so skip the classifying.
                 leading = []
                 continue
-            d = self._classify(child, scope)
+            d = self.definitions.classify(child, scope)
             if d is None:
-                if self._key(child) in self.spec.leading:
+                if self.definitions.key(child) in self.spec.leading:
                     leading.append(child)
                 else:
                     leading = self._trailing_leading(child)
@@ -261,7 +209,7 @@ class _SyntaxChunker:
             and self._fits(last.start, end)
         )
 
-    def _gap(self, start: int, end: int, scope: _Scope) -> _Seg:
+    def _gap(self, start: int, end: int, scope: Scope) -> _Seg:
         return _Seg(start, end, scope.gap_symbol, scope.gap_kind, gap=True)
 
     def _attach_leading(self, start: int, leading: list[Node], cursor: int) -> int:
@@ -285,7 +233,7 @@ class _SyntaxChunker:
                 return []
             found: list[Node] = []
             i = count - 1
-            while i >= 0 and self._key(c := node.named_child(i)) in leading_types:
+            while i >= 0 and self.definitions.key(c := node.named_child(i)) in leading_types:
                 found.append(c)
                 i -= 1
             if found:
@@ -295,7 +243,7 @@ class _SyntaxChunker:
         return []
 
     def _definition(
-        self, d: _Def, start: int, end: int, scope: _Scope, leading: Sequence[Node] = ()
+        self, d: Definition, start: int, end: int, scope: Scope, leading: Sequence[Node] = ()
     ) -> list[_Seg]:
         if d.role == "namespace":
             assert d.members is not None
@@ -303,298 +251,8 @@ class _SyntaxChunker:
         symbol = f"{scope.prefix}.{d.name}" if scope.prefix and d.name else d.name or scope.prefix
         if d.role == "function" or d.members is None or self._fits(start, end):
             return [_Seg(start, end, symbol, d.kind, gap=False)]
-        inner = _Scope(prefix=symbol, in_class=True, gap_symbol=symbol, gap_kind=d.kind)
+        inner = Scope(prefix=symbol, in_class=True, gap_symbol=symbol, gap_kind=d.kind)
         return self._partition(d.members, start, end, inner)
-
-    # ---- classification ----
-    def _key(self, node: Node) -> str:
-        """The node's key in the spec tables: its type, or "type:text" for keyed types."""
-        field_name = self.spec.keyed.get(node.type)
-        if field_name is None:
-            return node.type
-        qualifier = node.child_by_field_name(field_name)
-        if qualifier is None or qualifier.end_byte - qualifier.start_byte > _MAX_KEY_BYTES:
-            return node.type
-        return f"{node.type}:{_text(qualifier)}"
-
-    def _classify(self, node: Node, scope: _Scope) -> _Def | None:
-        spec = self.spec
-        t = self._key(node)
-        if t in spec.wrappers:
-            return self._unwrap(node, scope)
-        if t in spec.namespaces or t == "ERROR":
-            members = self._namespace_members(node)
-            if members is None:
-                return None
-            return _Def("namespace", "namespace", "", members)
-        if t in spec.functions:
-            kind = spec.functions[t]
-            if kind == "function" and scope.in_class:
-                kind = "method"
-            name = self._name(node)
-            if self.language == "go" and t == "method_declaration":
-                receiver = self._go_receiver(node)
-                name = f"{receiver}.{name}" if receiver else name
-            elif self.language in ("c", "cpp") and "." in name:
-                kind = "method"  # out-of-line member definition `A::f`
-            return _Def("function", kind, name, None)
-        if t in spec.classes:
-            return self._class_def(node, spec.classes[t])
-        if self.language in _JS_FAMILY:
-            return self._js_def(node, scope)
-        if self.language == "lua":
-            return self._lua_def(node, scope)
-        if self.language == "zig":
-            return self._zig_def(node, scope)
-        return None
-
-    def _unwrap(self, node: Node, scope: _Scope) -> _Def | None:
-        for child in node.named_children:
-            if child.type in self.spec.leading:
-                continue
-            d = self._classify(child, scope)
-            if d is not None:
-                return d
-        if self.language in _JS_FAMILY:
-            # `export default function () {}` / `export default class {}`
-            value = node.child_by_field_name("value")
-            if value is not None and value.type in _FUNCTION_VALUES:
-                return _Def("function", "function", self._name(value) or "default", None)
-            if value is not None and value.type in _CLASS_VALUES:
-                body = value.child_by_field_name("body")
-                members = body.children if body is not None else None
-                return _Def("class", "class", self._name(value) or "default", members)
-        return None
-
-    def _namespace_members(self, node: Node) -> Sequence[Node] | None:
-        body = node.child_by_field_name("body")
-        if body is not None:
-            return body.children
-        if node.type == "ERROR" or node.type.startswith("preproc_"):
-            return node.children  # members are direct children
-        if node.type in self.spec.bodies:
-            return node.children  # a namespace that is its own body
-        return None  # `mod x;`, `namespace A;`, `package a`: a plain statement
-
-    def _class_def(self, node: Node, kind: str) -> _Def | None:
-        t = node.type
-        lang = self.language
-        body = node.child_by_field_name("body")
-        name_node = node
-        if lang in ("c", "cpp"):
-            if t == "type_definition":
-                inner = node.child_by_field_name("type")
-                if inner is None or inner.child_by_field_name("body") is None:
-                    return None  # `typedef int x;` is a statement, not a definition
-                kind = _C_TYPEDEF_KINDS.get(inner.type, "type")
-                body = inner.child_by_field_name("body")
-                declarator = node.child_by_field_name("declarator")
-                name = _clean(_text(declarator)) if declarator is not None else ""
-                return _Def("class", kind, name, body.children if body is not None else None)
-            if body is None:
-                return None  # a forward declaration `struct x;`
-        elif lang == "go":
-            specs = [c for c in node.named_children if c.type in ("type_spec", "type_alias")]
-            if len(specs) != 1:
-                return _Def("class", "type", "", None)
-            type_node = specs[0].child_by_field_name("type")
-            if type_node is not None and type_node.type == "struct_type":
-                kind = "struct"
-            elif type_node is not None and type_node.type == "interface_type":
-                kind = "interface"
-            name_node = specs[0]
-        elif lang == "rust" and t == "impl_item":
-            type_node = node.child_by_field_name("type")
-            name = _clean(_text(type_node)) if type_node is not None else ""
-            return _Def("class", kind, name, body.children if body is not None else None)
-        elif lang == "swift" and t == "class_declaration":
-            declared = node.child_by_field_name("declaration_kind")
-            if declared is not None:
-                kind = _text(declared)
-        elif lang == "kotlin":
-            kind = self._kotlin_kind(node, kind)
-        if body is None and self.spec.bodies:
-            body = next((c for c in node.named_children if c.type in self.spec.bodies), None)
-        members = body.children if body is not None else None
-        return _Def("class", kind, self._name(name_node), members)
-
-    def _kotlin_kind(self, node: Node, kind: str) -> str:
-        for child in node.children:
-            if child.type in ("interface", "enum"):  # `interface X`, `enum class X`
-                return child.type
-            if child.type == "modifiers" and b"enum" in child.text.split():
-                return "enum"
-        return kind
-
-    def _js_def(self, node: Node, scope: _Scope) -> _Def | None:
-        t = node.type
-        if t in ("lexical_declaration", "variable_declaration"):
-            # `const f = () => ...` / `const A = class {...}`: one declarator only, or
-            # the statement is data, not a definition.
-            declarators = [c for c in node.named_children if c.type == "variable_declarator"]
-            if len(declarators) != 1:
-                return None
-            value = declarators[0].child_by_field_name("value")
-            name = self._name(declarators[0])
-            if value is not None and value.type in _FUNCTION_VALUES:
-                return _Def("function", "method" if scope.in_class else "function", name, None)
-            if value is not None and value.type in _CLASS_VALUES:
-                body = value.child_by_field_name("body")
-                return _Def("class", "class", name, body.children if body is not None else None)
-            return None
-        if t in ("field_definition", "public_field_definition"):
-            # Class fields holding functions (`handle = () => {...}`) are methods.
-            value = node.child_by_field_name("value")
-            if value is not None and value.type in _FUNCTION_VALUES:
-                return _Def("function", "method", self._name(node), None)
-        return None
-
-    def _lua_def(self, node: Node, scope: _Scope) -> _Def | None:
-        """`local f = function ... end` / `M.f = function ... end`: one name, one value."""
-        if node.type == "variable_declaration":
-            node = next((c for c in node.named_children if c.type == "assignment_statement"), None)
-        if node is None or node.type != "assignment_statement":
-            return None
-        targets = next((c for c in node.named_children if c.type == "variable_list"), None)
-        values = next((c for c in node.named_children if c.type == "expression_list"), None)
-        if targets is None or values is None:
-            return None
-        if targets.named_child_count != 1 or values.named_child_count != 1:
-            return None
-        if values.named_child(0).type != "function_definition":
-            return None
-        kind = "method" if scope.in_class else "function"
-        return _Def("function", kind, _clean(_text(targets.named_child(0))), None)
-
-    def _zig_def(self, node: Node, scope: _Scope) -> _Def | None:
-        """A `Decl` is a definition when it holds a function (`FnProto`, with or without
-        a body) or binds a container type: `const X = struct/enum/union/opaque {...}`."""
-        if node.type != "Decl":
-            return None
-        for child in node.named_children:
-            if child.type == "FnProto":
-                kind = "method" if scope.in_class else "function"
-                return _Def("function", kind, self._name(child), None)
-            if child.type == "VarDecl":
-                container = _zig_container(child)
-                if container is None:
-                    return None
-                decl_type = next(
-                    (c for c in container.children if c.type == "ContainerDeclType"), None
-                )
-                kind = decl_type.children[0].type if decl_type and decl_type.children else ""
-                return _Def("class", kind or "struct", self._name(child), container.children)
-        return None
-
-    # ---- names ----
-    def _name(self, node: Node) -> str:
-        if self.language in _NAME_HOOKS:
-            name = _NAME_HOOKS[self.language](self, node)
-            if name is not None:
-                return name
-        if self.language in ("c", "cpp") and node.type == "function_definition":
-            return self._c_function_name(node)
-        if node.type == "destructor_declaration":  # C#: `~A()`
-            found = node.child_by_field_name("name")
-            return f"~{_text(found)}" if found is not None else "~"
-        if node.type == "operator_declaration":  # C#: `A operator +(A a, A b)`
-            op = node.child_by_field_name("operator")
-            return f"operator{_text(op)}" if op is not None else "operator"
-        if node.type == "conversion_operator_declaration":  # C#: `implicit operator int`
-            target = node.child_by_field_name("type")
-            return f"operator {_text(target)}" if target is not None else "operator"
-        found = node.child_by_field_name("name") or node.child_by_field_name("property")
-        if found is None:
-            found = next((c for c in node.named_children if c.type in _NAME_TYPES), None)
-        return _clean(_text(found)) if found is not None else ""
-
-    def _elixir_name(self, node: Node) -> str | None:
-        """`defmodule A.B` → "A.B"; `defimpl P, for: T` → "P.T" (the module it defines);
-        `def name(args) when guard` / `def name, do: ...` → "name"; `def a + b` → "+"."""
-        if node.type != "call":
-            return None
-        args = next((c for c in node.named_children if c.type == "arguments"), None)
-        if args is None or not args.named_child_count:
-            return ""
-        head = args.named_child(0)
-        target = node.child_by_field_name("target")
-        if target is not None and _text(target) in ("defmodule", "defprotocol", "defimpl"):
-            if head.type != "alias":
-                return ""  # `defmodule unquote(name)`: no static name
-            name = _clean(_text(head))
-            for c in args.named_children:
-                for_type = _elixir_keyword(c, "for") if c.type == "keywords" else None
-                if for_type is not None and for_type.type == "alias":
-                    name = f"{name}.{_clean(_text(for_type))}"
-            return name
-        while head.type == "binary_operator":
-            operator = head.child_by_field_name("operator")
-            left = head.child_by_field_name("left")
-            op = _text(operator) if operator is not None else ""
-            if op not in ("when", "\\\\") or left is None:
-                return op  # an operator definition: `def left <> right`
-            head = left  # `def f(x) when guard` / `def f(x) \\ default`
-        if head.type == "call":
-            head = head.child_by_field_name("target") or head
-        return _clean(_text(head)) if head.type == "identifier" else ""
-
-    def _lua_name(self, node: Node) -> str | None:
-        if node.type != "function_declaration":
-            return None
-        found = node.child_by_field_name("name")
-        return _clean(_text(found).replace(":", ".")) if found is not None else ""  # M:f
-
-    def _haskell_name(self, node: Node) -> str | None:
-        if node.type == "instance":
-            # Named after the instance's type, like a Rust impl: `instance Show (T a)`
-            # → "T"; the class when the type has no constructor name (`Show [a]`).
-            patterns = node.child_by_field_name("patterns")
-            found = _first_of_type(patterns, "name") if patterns is not None else None
-            if found is None:
-                found = node.child_by_field_name("name")
-            return _clean(_text(found)) if found is not None else ""
-        if node.type not in ("function", "bind"):
-            return None
-        found = node.child_by_field_name("name")
-        if found is None:  # infix definition: x <+> y = ... / x `op` y = ...
-            infix = next((c for c in node.named_children if c.type == "infix"), None)
-            found = infix.child_by_field_name("operator") if infix is not None else None
-        if found is None:
-            return ""
-        # Not _clean: it would read an operator such as `<+>` as generic arguments.
-        return "".join(_text(found).split()).strip("()`")[:_MAX_NAME_CHARS]
-
-    def _zig_name(self, node: Node) -> str | None:
-        if node.type in ("FnProto", "VarDecl"):
-            field_name = "function" if node.type == "FnProto" else "variable_type_function"
-            found = node.child_by_field_name(field_name)
-            return _clean(_text(found)) if found is not None else ""
-        if node.type != "TestDecl":
-            return None
-        # `test "does a thing" {}` → "does a thing"; `test name {}` → "name".
-        for child in node.named_children:
-            if child.type in ("STRINGLITERALSINGLE", "IDENTIFIER"):
-                return " ".join(_text(child).strip('"').split())[:_MAX_NAME_CHARS]
-        return ""
-
-    def _c_function_name(self, node: Node) -> str:
-        d = node.child_by_field_name("declarator")
-        while d is not None and d.type not in _C_DECLARATOR_ENDS:
-            nxt = d.child_by_field_name("declarator")
-            if nxt is None and d.named_child_count:
-                nxt = d.named_children[-1]  # reference/parenthesized declarators
-            d = nxt
-        return _clean(_text(d)) if d is not None else ""
-
-    def _go_receiver(self, node: Node) -> str:
-        receiver = node.child_by_field_name("receiver")
-        if receiver is None:
-            return ""
-        for param in receiver.named_children:
-            type_node = param.child_by_field_name("type")
-            if type_node is not None:
-                return _clean(_text(type_node))
-        return ""
 
     # ---- sizing and output ----
     def _trim(self, start: int, end: int) -> tuple[int, int] | None:
@@ -682,61 +340,3 @@ class _SyntaxChunker:
         for number in range(s, e + 1):
             yield from windower.add_line(number, self.lines[number - 1])
         yield from windower.flush()
-
-
-_NAME_HOOKS = {
-    "elixir": _SyntaxChunker._elixir_name,
-    "lua": _SyntaxChunker._lua_name,
-    "haskell": _SyntaxChunker._haskell_name,
-    "zig": _SyntaxChunker._zig_name,
-}
-
-
-def _zig_container(var_decl: Node) -> Node | None:
-    """The `ContainerDecl` a Zig `VarDecl` binds directly (`= struct {...}`), if any."""
-    count = var_decl.named_child_count
-    value = var_decl.named_child(count - 1) if count else None  # after any `: type`
-    if value is None or value.type != "ErrorUnionExpr":
-        return None
-    for expected in ("SuffixExpr", "ContainerDecl"):
-        if value.named_child_count != 1:
-            return None  # `Foo.bar()`, `a orelse b`: an expression, not a container
-        value = value.named_child(0)
-        if value.type != expected:
-            return None
-    return value
-
-
-def _elixir_keyword(keywords: Node, key: str) -> Node | None:
-    """The value of ``key:`` in an Elixir keyword list (``for: Type``), if present."""
-    for pair in keywords.named_children:
-        found = pair.child_by_field_name("key")
-        if found is not None and _text(found).rstrip().rstrip(":") == key:
-            return pair.child_by_field_name("value")
-    return None
-
-
-def _first_of_type(node: Node, node_type: str) -> Node | None:
-    """The first descendant of ``node`` (pre-order) with type ``node_type``."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if current.type == node_type:
-            return current
-        stack.extend(reversed(current.named_children))
-    return None
-
-
-def _text(node: Node) -> str:
-    return node.text.decode("utf-8", errors="replace")
-
-
-def _clean(name: str) -> str:
-    """A display name: `ns::A<T>::f` → `ns.A.f`, `*Box[T]` → `Box`, whitespace dropped."""
-    previous = None
-    while previous != name:  # strip nested generic arguments from the inside out
-        previous = name
-        name = _GENERIC_ARGS.sub("", name)
-    name = name.replace("::", ".").replace("\\", ".")
-    name = "".join(ch for ch in name if not ch.isspace() and ch not in "*&").strip(".")
-    return name[:_MAX_NAME_CHARS]
