@@ -26,11 +26,23 @@ from codeindex.errors import (
     PathOutsideRootError,
 )
 from codeindex.locking import WriterLock, is_locked
-from codeindex.pipeline import IndexReport, Pipeline, Progress
+from codeindex.pipeline import Pipeline
 from codeindex.ranking import CANDIDATES, Ranking, definition_names, match_line, rank
 from codeindex.storage import Filter, Store, decode_cursor, encode_cursor, index_exists
 from codeindex.storage.cursor import fingerprint
-from codeindex.types import FileEntry, FilePage, SearchHit, SearchPage, embedding_input, utc_iso
+from codeindex.types import (
+    FileEntry,
+    FilePage,
+    IndexReport,
+    IndexState,
+    IndexStatus,
+    Progress,
+    RunProgress,
+    SearchHit,
+    SearchPage,
+    embedding_input,
+    utc_iso,
+)
 
 log = logging.getLogger(__name__)
 
@@ -391,75 +403,81 @@ class CodeIndex:
             index_changed=used_version != latest,
         )
 
-    def status(self, *, check_stale: bool = True) -> dict[str, Any]:
-        """State, counts, coverage, model, disk and memory telemetry."""
+    def status(self, *, check_stale: bool = True) -> IndexStatus:
+        """State, counts, coverage, model, disk and memory telemetry.
+
+        ``check_stale`` walks the tree (stat only) to notice files changed since the
+        last run; without it only an interrupted run or missing vectors make the
+        index stale."""
         s = self.settings
-        out: dict[str, Any] = {
+        mem = memory.snapshot(s.memory_limit_mb)
+        if s.memory_limit_mb:
+            mem["limit_source"] = "memory_limit_mb (" + s.sources.get("memory_limit_mb", "") + ")"
+        process = {
             "root": str(s.root),
             "index_dir": str(s.index_dir),
-            "state": "missing",
-            "model": s.model,
-            "dimension": None,
-            "files": 0,
-            "chunks": 0,
-            "chunks_with_vectors": 0,
-            "coverage": 0.0,
-            "skipped": {},
-            "disk_bytes": 0,
-            "last_indexed_at": None,
-            "incompatible_reason": None,
-            "memory": memory.snapshot(s.memory_limit_mb),
+            "memory": mem,
+            "run": _RunTracker.view(self.current_run) if self.current_run is not None else None,
+            "watcher": (
+                self.watcher_status()
+                if self.watcher_status
+                else runstate.watcher_state(s.index_dir)
+            ),
         }
-        out["memory"]["limit_source"] = (
-            "memory_limit_mb (" + s.sources.get("memory_limit_mb", "") + ")"
-            if s.memory_limit_mb
-            else out["memory"]["limit_source"]
-        )
-        if self.current_run is not None:
-            out["run"] = _RunTracker.view(self.current_run)
-        out["watcher"] = (
-            self.watcher_status() if self.watcher_status else runstate.watcher_state(s.index_dir)
-        )
         if not index_exists(s.index_dir):
-            return out
+            return IndexStatus(state=IndexState.MISSING, model=s.model, **process)
         store = self._open_store()
         meta = store.read_meta()
         total = store.count_chunks()
         with_vec = store.count_with_vectors() if total else 0
-        last = float(meta.get("last_indexed_at") or 0) or None
-        out.update(
+        files = store.count_indexed_files()
+        skipped = store.skip_counts()
+        disk_bytes = store.disk_bytes()
+        embed_failed = store.count_embed_failed() if total else 0
+        ok, why = self.compatibility()
+        if not ok:
+            state = IndexState.INCOMPATIBLE
+        elif self.lock.held or is_locked(s.index_dir):
+            state = IndexState.INDEXING
+        elif self._is_stale(
+            meta,
+            chunks=total,
+            settled=with_vec + embed_failed,
+            known_files=files + sum(skipped.values()),
+            check_tree=check_stale,
+        ):
+            state = IndexState.STALE
+        else:
+            state = IndexState.READY
+        return IndexStatus(
+            state=state,
             model=meta.get("model", s.model),
             dimension=int(meta["dimension"]) if meta.get("dimension") else None,
-            files=store.count_indexed_files(),
+            files=files,
             chunks=total,
             chunks_with_vectors=with_vec,
             coverage=round(with_vec / total, 4) if total else 0.0,
-            skipped=store.skip_counts(),
-            disk_bytes=store.disk_bytes(),
-            last_indexed_at=_iso(last),
-            embed_failed=store.count_embed_failed() if total else 0,
+            skipped=skipped,
+            disk_bytes=disk_bytes,
+            last_indexed_at=_iso(float(meta.get("last_indexed_at") or 0) or None),
+            incompatible_reason=None if ok else why,
+            embed_failed=embed_failed,
+            **process,
         )
-        ok, why = self.compatibility()
-        if not ok:
-            out["state"], out["incompatible_reason"] = "incompatible", why
-        elif self.lock.held or is_locked(s.index_dir):
-            out["state"] = "indexing"
-        elif self._is_stale(meta, out, check_stale):
-            out["state"] = "stale"
-        else:
-            out["state"] = "ready"
-        return out
 
-    def _is_stale(self, meta: dict[str, str], st: dict[str, Any], check_tree: bool) -> bool:
-        """Interrupted run, vectors still missing, or (check_tree) files changed since."""
+    def _is_stale(
+        self, meta: dict[str, str], *, chunks: int, settled: int, known_files: int, check_tree: bool
+    ) -> bool:
+        """Interrupted run, chunks neither embedded nor failed (``settled`` of
+        ``chunks`` are), or (check_tree) files changed since the last run."""
         if meta.get("run_state") != "ready":
             return True
-        if st["chunks"] and st["chunks_with_vectors"] + st["embed_failed"] < st["chunks"]:
+        if chunks and settled < chunks:
             return True
         if not check_tree:
             return False
         last = float(meta.get("last_indexed_at") or 0)
-        return self._tree_changed_since(last, st["files"] + sum(st["skipped"].values()))
+        return self._tree_changed_since(last, known_files)
 
     def _tree_changed_since(self, since: float, known_files: int) -> bool:
         """A stat-only walk: any file newer than the last run, or a different count."""
@@ -595,20 +613,20 @@ class _RunTracker:
             self.inner.advance(n, **info)
 
     @staticmethod
-    def view(state: dict[str, Any]) -> dict[str, Any]:
-        """A JSON-safe copy with rate (items/s) and ETA (seconds) where known."""
+    def view(state: dict[str, Any]) -> RunProgress:
+        """The run's progress, with rate (items/s) and ETA (seconds) where known."""
         elapsed = max(1e-6, time.monotonic() - state["phase_started"])
         rate = state["done"] / elapsed
         total = state["total"]
         eta = (total - state["done"]) / rate if total is not None and rate > 0 else None
-        return {
-            "phase": state["phase"],
-            "done": state["done"],
-            "total": total,
-            "rate_per_s": round(rate, 2),
-            "eta_seconds": None if eta is None else round(eta, 1),
-            "started_at": _iso(state["started_at"]),
-        }
+        return RunProgress(
+            phase=state["phase"],
+            done=state["done"],
+            total=total,
+            rate_per_s=round(rate, 2),
+            eta_seconds=None if eta is None else round(eta, 1),
+            started_at=_iso(state["started_at"]),
+        )
 
 
 def open_index(settings: Settings, **kwargs: Any) -> CodeIndex:

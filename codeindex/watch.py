@@ -100,8 +100,8 @@ from codeindex.errors import (
     LockBusyError,
     PathOutsideRootError,
 )
-from codeindex.pipeline import IndexReport, Progress
 from codeindex.service import CodeIndex
+from codeindex.types import IndexReport, Progress
 
 log = logging.getLogger(__name__)
 

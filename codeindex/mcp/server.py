@@ -49,10 +49,10 @@ from codeindex.errors import (
     IndexMissingError,
 )
 from codeindex.mcp.packing import check_max_tokens, pack
+from codeindex.types import IndexReport
 
 if TYPE_CHECKING:  # importing these at run time would import lancedb (seconds)
     from codeindex.embedding import EmbedThread, IdleUnloader
-    from codeindex.pipeline import IndexReport
     from codeindex.service import CodeIndex
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def _report(report: "IndexReport") -> dict[str, Any]:
+def _report(report: IndexReport) -> dict[str, Any]:
     """An IndexReport as a dict whose failure list is bounded."""
     data = report.as_dict()
     failed = data.get("failed") or []
@@ -647,7 +647,7 @@ def index_status(ctx: Context) -> dict[str, Any]:
     state = _state(ctx)
     with _tool_errors(state):
         # No tree walk per call: the watcher (or reindex) keeps the index fresh.
-        out = state.index.status(check_stale=False)
+        out = state.index.status(check_stale=False).as_dict()
     out["server"] = state.server_info()
     return out
 
