@@ -35,6 +35,7 @@ from codeindex.mcp.packing import CHARS_PER_TOKEN, ELISION, merge_by_file, pack
 from tests.conftest import INDEXABLE as FIXTURE_FILES
 from tests.conftest import copy_fixture
 
+REPO = Path(__file__).resolve().parent.parent  # the checkout whose codeindex is tested
 TOOLS = {"search_code", "list_files", "get_code", "find_similar", "index_status", "reindex"}
 FAKE_ENV = {"CODEINDEX_MODEL": "fake-hash-384", "CODEINDEX_VERSION_RETENTION_SECONDS": "0"}
 CALL_TIMEOUT = 120.0
@@ -53,7 +54,14 @@ class McpServerProcess:
         self.params = StdioServerParameters(
             command=sys.executable,
             args=["-m", "codeindex", "mcp", "--root", str(root), *args],
-            env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env},
+            # PYTHONPATH: the server runs the codeindex these tests belong to, not
+            # whichever one the interpreter would import from its own site-packages.
+            env={
+                "PYTHONPATH": str(REPO),
+                "HF_HUB_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+                **env,
+            },
             cwd=str(root),
         )
         self.log_path = log
