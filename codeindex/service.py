@@ -46,12 +46,6 @@ from codeindex.types import (
 
 log = logging.getLogger(__name__)
 
-MAX_QUERY_CHARS = 2000
-MAX_K = 100
-MAX_PAGE_SIZE = 500
-MAX_SEARCH_DEPTH = 1000  # offset + k: deeper pages are refused
-MAX_CODE_LINES = 2000
-MAX_CODE_BYTES = 512 * 1024
 _REOPEN_AFTER_VERSIONS = 16
 
 
@@ -273,27 +267,30 @@ class CodeIndex:
 
         ``semantic=False`` skips embedding the query (full-text side only), so a
         long-lived server can answer while its model is still loading. ``ranking``
-        switches retrievers or rules off (benchmark ablations); default: all on."""
+        switches retrievers or rules off (benchmark ablations); default: all on.
+        Refuses queries over ``max_query_chars``, ``k`` outside 1..``max_k`` and pages
+        beyond ``max_search_depth`` hits (settings)."""
+        limits = self.settings
         query = (query or "").strip()
         if not query:
             raise CodeIndexError("the query is empty; say what code you are looking for.")
-        if len(query) > MAX_QUERY_CHARS:
+        if len(query) > limits.max_query_chars:
             raise CodeIndexError(
-                f"the query is {len(query)} characters; keep it under {MAX_QUERY_CHARS}."
+                f"the query is {len(query)} characters; keep it under {limits.max_query_chars}."
             )
-        if not 1 <= int(k) <= MAX_K:
-            raise CodeIndexError(f"k must be between 1 and {MAX_K} (got {k}).")
+        self._check_k(k)
         store = self._require_searchable()
         fp = fingerprint("search", query, k, language, glob)
         offset = decode_cursor(cursor, "search", fp)[0] if cursor else 0
-        if offset + k > MAX_SEARCH_DEPTH:
+        if offset + k > limits.max_search_depth:
             raise CodeIndexError(
-                f"results beyond the first {MAX_SEARCH_DEPTH} are not served; refine the query."
+                f"results beyond the first {limits.max_search_depth} are not served; "
+                "refine the query."
             )
         where = Filter(language=language, glob=glob)
         # Ranking works on files, not single chunks, so it needs more candidates than
         # the page; pages within the first CANDIDATES continue one ranking.
-        fetch = min(MAX_SEARCH_DEPTH, max(offset + k + 1, CANDIDATES))
+        fetch = min(limits.max_search_depth, max(offset + k + 1, CANDIDATES))
         total = store.count_chunks()
         with_vec = store.count_with_vectors() if total else 0
         ranking = ranking or Ranking()
@@ -344,6 +341,11 @@ class CodeIndex:
             coverage=round(with_vec / total, 4) if total else 0.0,
         )
 
+    def _check_k(self, k: int) -> None:
+        """Refuse a hit count outside 1..``max_k`` (search and find_similar)."""
+        if not 1 <= int(k) <= self.settings.max_k:
+            raise CodeIndexError(f"k must be between 1 and {self.settings.max_k} (got {k}).")
+
     @staticmethod
     def _hit(row: dict[str, Any], query: str = "") -> SearchHit:
         """A ranked row as a hit (``match_line``: see SearchHit)."""
@@ -372,10 +374,11 @@ class CodeIndex:
 
         The cursor pins the table version it was cut from, so paging to the end
         visits every file of that snapshot exactly once; ``index_changed`` says the
-        index has moved on since.
+        index has moved on since. Refuses ``page_size`` outside 1..``max_page_size``.
         """
-        if not 1 <= int(page_size) <= MAX_PAGE_SIZE:
-            raise CodeIndexError(f"page_size must be between 1 and {MAX_PAGE_SIZE}.")
+        limit = self.settings.max_page_size
+        if not 1 <= int(page_size) <= limit:
+            raise CodeIndexError(f"page_size must be between 1 and {limit}.")
         store = self._open_store()
         fp = fingerprint("files", glob, language, skipped)
         offset, version = decode_cursor(cursor, "files", fp) if cursor else (0, None)
@@ -493,13 +496,15 @@ class CodeIndex:
     def get_code(self, path: str, start_line: int, end_line: int) -> dict[str, Any]:
         """The current text of lines [start_line, end_line] (1-based, inclusive) of a
         file inside the root. Refuses paths outside the root, ignored or deny-listed
-        files, and ranges over MAX_CODE_LINES lines."""
+        files, and ranges over ``max_code_lines`` lines or ``max_code_bytes`` characters
+        (settings)."""
+        limits = self.settings
         if start_line < 1 or end_line < start_line:
             raise CodeIndexError(
                 "start_line must be ≥ 1 and end_line ≥ start_line (1-based, inclusive)."
             )
-        if end_line - start_line + 1 > MAX_CODE_LINES:
-            raise CodeIndexError(f"ask for at most {MAX_CODE_LINES} lines at a time.")
+        if end_line - start_line + 1 > limits.max_code_lines:
+            raise CodeIndexError(f"ask for at most {limits.max_code_lines} lines at a time.")
         abs_path = discovery.resolve_inside_root(self.settings, path)
         rel = abs_path.relative_to(self.settings.root).as_posix()
         if discovery.IgnoreMatcher(self.settings).is_ignored(rel):
@@ -521,7 +526,7 @@ class CodeIndex:
                     break
                 text = raw.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
                 size += len(text)
-                if size > MAX_CODE_BYTES:
+                if size > limits.max_code_bytes:
                     raise CodeIndexError("that range is too large; ask for fewer lines.")
                 lines.append(text)
         if start_line > last_line:
@@ -536,9 +541,9 @@ class CodeIndex:
     def find_similar(
         self, path: str, start_line: int, end_line: int, k: int = 10
     ) -> dict[str, Any]:
-        """Code resembling the given range, excluding the range itself."""
-        if not 1 <= int(k) <= MAX_K:
-            raise CodeIndexError(f"k must be between 1 and {MAX_K} (got {k}).")
+        """Code resembling the given range, excluding the range itself (``k`` as in
+        search; the range as in get_code)."""
+        self._check_k(k)
         code = self.get_code(path, start_line, end_line)
         store = self._require_searchable()
         vec = store.chunk_vector_at(code["path"], start_line, end_line)
