@@ -7,7 +7,6 @@ validation, filtering and ranking live here or below.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import shutil
 import threading
@@ -47,12 +46,6 @@ from codeindex.types import (
 log = logging.getLogger(__name__)
 
 _REOPEN_AFTER_VERSIONS = 16
-
-
-def _iso(ts: float | None) -> str | None:
-    if not ts:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
 class CodeIndex:
@@ -462,7 +455,7 @@ class CodeIndex:
             coverage=round(with_vec / total, 4) if total else 0.0,
             skipped=skipped,
             disk_bytes=disk_bytes,
-            last_indexed_at=_iso(float(meta.get("last_indexed_at") or 0) or None),
+            last_indexed_at=utc_iso(float(meta.get("last_indexed_at") or 0) or None),
             incompatible_reason=None if ok else why,
             embed_failed=embed_failed,
             **process,
@@ -630,7 +623,7 @@ class _RunTracker:
             total=total,
             rate_per_s=round(rate, 2),
             eta_seconds=None if eta is None else round(eta, 1),
-            started_at=_iso(state["started_at"]),
+            started_at=utc_iso(state["started_at"]),
         )
 
 

@@ -34,7 +34,7 @@ from codeindex.mcp.packing import CHARS_PER_TOKEN, ELISION, merge_by_file, pack
 from codeindex.mcp.server import _report
 from codeindex.types import IndexReport
 from tests.conftest import INDEXABLE as FIXTURE_FILES
-from tests.conftest import copy_fixture
+from tests.conftest import UTC_ISO, copy_fixture
 
 REPO = Path(__file__).resolve().parent.parent  # the checkout whose codeindex is tested
 TOOLS = {"search_code", "list_files", "get_code", "find_similar", "index_status", "reindex"}
@@ -429,7 +429,7 @@ def test_index_status_reports_state_counts_and_telemetry(server: McpServerProces
     assert st["state"] == "ready"
     assert st["files"] == 12 and st["chunks"] > 0 and st["coverage"] == 1.0
     assert st["model"] == "fake-hash-384"
-    assert st["last_indexed_at"]
+    assert UTC_ISO.fullmatch(st["last_indexed_at"])
     for key in ("rss_bytes", "peak_rss_bytes", "available_bytes", "limit_bytes"):
         assert st["memory"][key] > 0, key
     assert st["watcher"]["running"] is False  # --no-watch
@@ -437,7 +437,9 @@ def test_index_status_reports_state_counts_and_telemetry(server: McpServerProces
     info = st["server"]
     assert info["pid"] != os.getpid()
     assert info["model_state"] == "loaded"
-    assert info["background_job"]["kind"] in ("catch-up", "reindex")
+    job = info["background_job"]
+    assert job["kind"] in ("catch-up", "reindex")
+    assert UTC_ISO.fullmatch(job["started_at"]) and UTC_ISO.fullmatch(job["finished_at"])
 
 
 # --------------------------------------------------------------------- reindex

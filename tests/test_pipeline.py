@@ -15,7 +15,7 @@ from codeindex.service import CodeIndex
 from codeindex.storage import Filter
 from codeindex.storage import store as store_module
 from codeindex.types import IndexState, NullProgress
-from tests.conftest import INDEXABLE, fake_settings
+from tests.conftest import INDEXABLE, UTC_ISO, fake_settings
 
 
 def _paths(ci: CodeIndex, skipped: bool = False) -> list[str]:
@@ -357,4 +357,5 @@ def test_status_is_typed_and_keeps_its_json_shape(tmp_path: Path, fake_index: Co
     out = during.as_dict()
     assert list(out) == [*STATUS_KEYS, "run", "watcher", "embed_failed"]
     assert list(out["run"]) == ["phase", "done", "total", "rate_per_s", "eta_seconds", "started_at"]
+    assert UTC_ISO.fullmatch(during.run.started_at)
     assert fake_index.status().run is None

@@ -51,7 +51,7 @@ from codeindex.errors import (
     IndexMissingError,
 )
 from codeindex.mcp.packing import check_max_tokens, pack
-from codeindex.types import IndexReport
+from codeindex.types import IndexReport, utc_iso
 
 if TYPE_CHECKING:  # importing these at run time would import lancedb (seconds)
     from codeindex.embedding import EmbedThread, IdleUnloader
@@ -150,18 +150,14 @@ class IndexJob:
                 "phase": self.stage,
                 "done": self.done,
                 "total": self.total,
-                "started_at": _iso(self.started_at),
-                "finished_at": _iso(self.finished_at),
+                "started_at": utc_iso(self.started_at),
+                "finished_at": utc_iso(self.finished_at),
             }
         if self.report is not None:
             out["report"] = self.report
         if self.error is not None:
             out["error"] = self.error
         return out
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def _report(report: IndexReport, max_failures: int) -> dict[str, Any]:
