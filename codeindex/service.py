@@ -409,11 +409,12 @@ class CodeIndex:
         mem = memory.snapshot(s.memory_limit_mb)
         if s.memory_limit_mb:
             mem["limit_source"] = "memory_limit_mb (" + s.sources.get("memory_limit_mb", "") + ")"
-        process = {
+        run = self.current_run  # read once: the run may end meanwhile
+        common = {  # in every status, whether or not an index exists
             "root": str(s.root),
             "index_dir": str(s.index_dir),
             "memory": mem,
-            "run": _RunTracker.view(self.current_run) if self.current_run is not None else None,
+            "run": _RunTracker.view(run) if run is not None else None,
             "watcher": (
                 self.watcher_status()
                 if self.watcher_status
@@ -421,7 +422,7 @@ class CodeIndex:
             ),
         }
         if not index_exists(s.index_dir):
-            return IndexStatus(state=IndexState.MISSING, model=s.model, **process)
+            return IndexStatus(state=IndexState.MISSING, model=s.model, **common)
         store = self._open_store()
         meta = store.read_meta()
         total = store.count_chunks()
@@ -455,10 +456,10 @@ class CodeIndex:
             coverage=round(with_vec / total, 4) if total else 0.0,
             skipped=skipped,
             disk_bytes=disk_bytes,
-            last_indexed_at=utc_iso(float(meta.get("last_indexed_at") or 0) or None),
+            last_indexed_at=utc_iso(float(meta.get("last_indexed_at") or 0)),
             incompatible_reason=None if ok else why,
             embed_failed=embed_failed,
-            **process,
+            **common,
         )
 
     def _is_stale(
