@@ -212,14 +212,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stamp.write_text(json.dumps({"seconds": seconds}))
         st = ci.status(check_stale=False)
         index_info[r["name"]] = {
-            "files": st["files"],
-            "chunks": st["chunks"],
+            "files": st.files,
+            "chunks": st.chunks,
             "index_seconds": json.loads(stamp.read_text())["seconds"],
             "this_run_seconds": round(seconds, 2),
             "embedded_this_run": report.chunks_embedded,
         }
         print(
-            f"{r['name']}: {st['files']} files, {st['chunks']} chunks, "
+            f"{r['name']}: {st.files} files, {st.chunks} chunks, "
             f"index {index_info[r['name']]['index_seconds']:.1f}s",
             file=sys.stderr,
         )

@@ -312,29 +312,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     ci = CodeIndex(_settings(args, args.path))
     st = ci.status(check_stale=not args.no_stale_check)
     if args.json:
-        _print_json(st)
+        _print_json(st.as_dict())
         return EXIT_OK
-    mem = st["memory"]
+    mem = st.memory
     mib = 2**20
-    print(f"root:      {st['root']}")
-    print(f"index:     {st['index_dir']}  ({st['disk_bytes'] / mib:.1f} MiB)")
+    print(f"root:      {st.root}")
+    print(f"index:     {st.index_dir}  ({st.disk_bytes / mib:.1f} MiB)")
     print(
-        f"state:     {st['state']}"
-        + (f" — {st['incompatible_reason']}" if st.get("incompatible_reason") else "")
+        f"state:     {st.state.value}"
+        + (f" — {st.incompatible_reason}" if st.incompatible_reason else "")
     )
-    print(f"model:     {st['model']} ({st['dimension'] or '?'} dims)")
-    print(f"files:     {st['files']}  chunks: {st['chunks']}  coverage: {st['coverage']:.1%}")
-    if st["skipped"]:
-        print("skipped:   " + ", ".join(f"{k} {v}" for k, v in sorted(st["skipped"].items())))
-    print(f"last run:  {st['last_indexed_at'] or 'never'}")
+    print(f"model:     {st.model} ({st.dimension or '?'} dims)")
+    print(f"files:     {st.files}  chunks: {st.chunks}  coverage: {st.coverage:.1%}")
+    if st.skipped:
+        print("skipped:   " + ", ".join(f"{k} {v}" for k, v in sorted(st.skipped.items())))
+    print(f"last run:  {st.last_indexed_at or 'never'}")
     print(
         f"memory:    rss {mem['rss_bytes'] / mib:.0f} MiB,"
         f" peak {mem['peak_rss_bytes'] / mib:.0f} MiB,"
         f" available {mem['available_bytes'] / mib:.0f} MiB,"
         f" limit {mem['limit_bytes'] / mib:.0f} MiB ({mem['limit_source']})"
     )
-    if "watcher" in st:
-        print(f"watcher:   {st['watcher']}")
+    print(f"watcher:   {st.watcher}")
     return EXIT_OK
 
 

@@ -56,7 +56,6 @@ class Settings:
     read_buffer_bytes: int = 1 << 20
     # --- pipeline / storage (enforced in pipeline.py / storage/) ---
     write_batch_rows: int = 512
-    queue_chunks: int = 2048  # bound of the chunk queue between stages
     version_retention_seconds: float = 60.0  # older table versions are cleaned up
     # --- memory (enforced in memory.py) ---
     memory_limit_mb: int = 0  # 0 = cgroup limit if any, else a share of physical memory
@@ -65,6 +64,16 @@ class Settings:
     debounce_ms: int = 300
     max_debounce_ms: int = 2000
     event_queue_limit: int = 10_000
+    # --- requests (enforced in service.py; the MCP tools' descriptions show them) ---
+    max_query_chars: int = 2000  # search queries (search)
+    max_k: int = 100  # hits per page (search, find_similar)
+    max_search_depth: int = 1000  # offset + k: deeper search pages are refused (search)
+    max_page_size: int = 500  # files per page (list_files)
+    max_code_lines: int = 2000  # lines per range (get_code)
+    max_code_bytes: int = 512 * 1024  # characters per range, counted as read (get_code)
+    # --- MCP server (enforced in mcp/server.py) ---
+    max_reindex_paths: int = 1000  # paths in one reindex call; more: reindex the root
+    max_reported_failures: int = 20  # failed files listed in a reindex result (count exact)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     # ---- derived ----
@@ -93,6 +102,17 @@ class Settings:
 
 
 ENCODERS = ("auto", "builtin", "sentence-transformers")
+# Limits where 0 would refuse every request (or list nothing): at least 1.
+_AT_LEAST_ONE = (
+    "max_query_chars",
+    "max_k",
+    "max_search_depth",
+    "max_page_size",
+    "max_code_lines",
+    "max_code_bytes",
+    "max_reindex_paths",
+    "max_reported_failures",
+)
 _TUNABLE = {f.name: f for f in fields(Settings) if f.name not in ("root", "index_dir", "sources")}
 
 
@@ -191,6 +211,11 @@ def load_settings(
     settings = Settings(root=root_path, index_dir=idx_path, sources=sources, **values)
     if settings.max_batch_size < 1 or settings.max_chunk_tokens < 16:
         raise ConfigError("max_batch_size must be ≥ 1 and max_chunk_tokens ≥ 16.")
+    for name in _AT_LEAST_ONE:
+        if getattr(settings, name) < 1:
+            raise ConfigError(
+                f"{sources.get(name)}: {name} must be at least 1 (got {getattr(settings, name)})."
+            )
     if settings.encoder not in ENCODERS:
         raise ConfigError(
             f"{sources.get('encoder')}: encoder = {settings.encoder!r} is not one of "

@@ -22,8 +22,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from codeindex.types import (
     Chunk,
     ChunkRow,
     FileRecord,
+    IndexReport,
+    NullProgress,
+    Progress,
     Skipped,
     SkipReason,
     SourceFile,
@@ -50,63 +53,6 @@ _QUEUE_ITEMS = 64  # files in flight between the reader thread and the writer
 _EMBED_PAGE = 256  # pending chunks fetched per embedding step
 _OPTIMIZE_EVERY_PAGES = 40  # compact while embedding so versions/fragments stay bounded
 _FAILED_READ = (SkipReason.UNREADABLE,)
-
-
-class Progress(Protocol):
-    """What a front end implements to show progress. All methods must be cheap."""
-
-    def phase(self, name: str, total: int | None) -> None: ...
-
-    def advance(self, n: int = 1, **info: Any) -> None: ...
-
-
-class NullProgress:
-    def phase(self, name: str, total: int | None) -> None:
-        pass
-
-    def advance(self, n: int = 1, **info: Any) -> None:
-        pass
-
-
-@dataclass
-class IndexReport:
-    """The outcome of one index/update run (the CLI's --json report)."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    failed: list[dict[str, str]] = field(default_factory=list)
-    chunks_written: int = 0
-    chunks_embedded: int = 0
-    chunks_reused: int = 0
-    seconds: float = 0.0
-    ingest_seconds: float = 0.0  # reading, chunking and writing, before upkeep/embedding
-    peak_rss_bytes: int = 0
-    interrupted: bool = False
-    smallest_batch_size: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "added": self.added,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "deleted": self.deleted,
-            "skipped": dict(sorted(self.skipped.items())),
-            "failed": self.failed,
-            "chunks_written": self.chunks_written,
-            "chunks_embedded": self.chunks_embedded,
-            "chunks_reused": self.chunks_reused,
-            "seconds": round(self.seconds, 3),
-            "ingest_seconds": round(self.ingest_seconds, 3),
-            "peak_rss_bytes": self.peak_rss_bytes,
-            "interrupted": self.interrupted,
-        }
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.updated or self.deleted or self.chunks_embedded)
 
 
 def file_priority(language: str, size: int, settings: Settings) -> int:

@@ -7,7 +7,6 @@ validation, filtering and ranking live here or below.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import shutil
 import threading
@@ -26,27 +25,27 @@ from codeindex.errors import (
     PathOutsideRootError,
 )
 from codeindex.locking import WriterLock, is_locked
-from codeindex.pipeline import IndexReport, Pipeline, Progress
+from codeindex.pipeline import Pipeline
 from codeindex.ranking import CANDIDATES, Ranking, definition_names, match_line, rank
 from codeindex.storage import Filter, Store, decode_cursor, encode_cursor, index_exists
 from codeindex.storage.cursor import fingerprint
-from codeindex.types import FileEntry, FilePage, SearchHit, SearchPage, embedding_input, utc_iso
+from codeindex.types import (
+    FileEntry,
+    FilePage,
+    IndexReport,
+    IndexState,
+    IndexStatus,
+    Progress,
+    RunProgress,
+    SearchHit,
+    SearchPage,
+    embedding_input,
+    utc_iso,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_QUERY_CHARS = 2000
-MAX_K = 100
-MAX_PAGE_SIZE = 500
-MAX_SEARCH_DEPTH = 1000  # offset + k: deeper pages are refused
-MAX_CODE_LINES = 2000
-MAX_CODE_BYTES = 512 * 1024
 _REOPEN_AFTER_VERSIONS = 16
-
-
-def _iso(ts: float | None) -> str | None:
-    if not ts:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
 class CodeIndex:
@@ -261,27 +260,30 @@ class CodeIndex:
 
         ``semantic=False`` skips embedding the query (full-text side only), so a
         long-lived server can answer while its model is still loading. ``ranking``
-        switches retrievers or rules off (benchmark ablations); default: all on."""
+        switches retrievers or rules off (benchmark ablations); default: all on.
+        Refuses queries over ``max_query_chars``, ``k`` outside 1..``max_k`` and pages
+        beyond ``max_search_depth`` hits (settings)."""
+        limits = self.settings
         query = (query or "").strip()
         if not query:
             raise CodeIndexError("the query is empty; say what code you are looking for.")
-        if len(query) > MAX_QUERY_CHARS:
+        if len(query) > limits.max_query_chars:
             raise CodeIndexError(
-                f"the query is {len(query)} characters; keep it under {MAX_QUERY_CHARS}."
+                f"the query is {len(query)} characters; keep it under {limits.max_query_chars}."
             )
-        if not 1 <= int(k) <= MAX_K:
-            raise CodeIndexError(f"k must be between 1 and {MAX_K} (got {k}).")
+        self._check_k(k)
         store = self._require_searchable()
         fp = fingerprint("search", query, k, language, glob)
         offset = decode_cursor(cursor, "search", fp)[0] if cursor else 0
-        if offset + k > MAX_SEARCH_DEPTH:
+        if offset + k > limits.max_search_depth:
             raise CodeIndexError(
-                f"results beyond the first {MAX_SEARCH_DEPTH} are not served; refine the query."
+                f"results beyond the first {limits.max_search_depth} are not served; "
+                "refine the query."
             )
         where = Filter(language=language, glob=glob)
         # Ranking works on files, not single chunks, so it needs more candidates than
         # the page; pages within the first CANDIDATES continue one ranking.
-        fetch = min(MAX_SEARCH_DEPTH, max(offset + k + 1, CANDIDATES))
+        fetch = min(limits.max_search_depth, max(offset + k + 1, CANDIDATES))
         total = store.count_chunks()
         with_vec = store.count_with_vectors() if total else 0
         ranking = ranking or Ranking()
@@ -332,6 +334,11 @@ class CodeIndex:
             coverage=round(with_vec / total, 4) if total else 0.0,
         )
 
+    def _check_k(self, k: int) -> None:
+        """Refuse a hit count outside 1..``max_k`` (search and find_similar)."""
+        if not 1 <= int(k) <= self.settings.max_k:
+            raise CodeIndexError(f"k must be between 1 and {self.settings.max_k} (got {k}).")
+
     @staticmethod
     def _hit(row: dict[str, Any], query: str = "") -> SearchHit:
         """A ranked row as a hit (``match_line``: see SearchHit)."""
@@ -360,10 +367,11 @@ class CodeIndex:
 
         The cursor pins the table version it was cut from, so paging to the end
         visits every file of that snapshot exactly once; ``index_changed`` says the
-        index has moved on since.
+        index has moved on since. Refuses ``page_size`` outside 1..``max_page_size``.
         """
-        if not 1 <= int(page_size) <= MAX_PAGE_SIZE:
-            raise CodeIndexError(f"page_size must be between 1 and {MAX_PAGE_SIZE}.")
+        limit = self.settings.max_page_size
+        if not 1 <= int(page_size) <= limit:
+            raise CodeIndexError(f"page_size must be between 1 and {limit}.")
         store = self._open_store()
         fp = fingerprint("files", glob, language, skipped)
         offset, version = decode_cursor(cursor, "files", fp) if cursor else (0, None)
@@ -391,75 +399,82 @@ class CodeIndex:
             index_changed=used_version != latest,
         )
 
-    def status(self, *, check_stale: bool = True) -> dict[str, Any]:
-        """State, counts, coverage, model, disk and memory telemetry."""
+    def status(self, *, check_stale: bool = True) -> IndexStatus:
+        """State, counts, coverage, model, disk and memory telemetry.
+
+        ``check_stale`` walks the tree (stat only) to notice files changed since the
+        last run; without it only an interrupted run or missing vectors make the
+        index stale."""
         s = self.settings
-        out: dict[str, Any] = {
+        mem = memory.snapshot(s.memory_limit_mb)
+        if s.memory_limit_mb:
+            mem["limit_source"] = "memory_limit_mb (" + s.sources.get("memory_limit_mb", "") + ")"
+        run = self.current_run  # read once: the run may end meanwhile
+        common = {  # in every status, whether or not an index exists
             "root": str(s.root),
             "index_dir": str(s.index_dir),
-            "state": "missing",
-            "model": s.model,
-            "dimension": None,
-            "files": 0,
-            "chunks": 0,
-            "chunks_with_vectors": 0,
-            "coverage": 0.0,
-            "skipped": {},
-            "disk_bytes": 0,
-            "last_indexed_at": None,
-            "incompatible_reason": None,
-            "memory": memory.snapshot(s.memory_limit_mb),
+            "memory": mem,
+            "run": _RunTracker.view(run) if run is not None else None,
+            "watcher": (
+                self.watcher_status()
+                if self.watcher_status
+                else runstate.watcher_state(s.index_dir)
+            ),
         }
-        out["memory"]["limit_source"] = (
-            "memory_limit_mb (" + s.sources.get("memory_limit_mb", "") + ")"
-            if s.memory_limit_mb
-            else out["memory"]["limit_source"]
-        )
-        if self.current_run is not None:
-            out["run"] = _RunTracker.view(self.current_run)
-        out["watcher"] = (
-            self.watcher_status() if self.watcher_status else runstate.watcher_state(s.index_dir)
-        )
         if not index_exists(s.index_dir):
-            return out
+            return IndexStatus(state=IndexState.MISSING, model=s.model, **common)
         store = self._open_store()
         meta = store.read_meta()
         total = store.count_chunks()
         with_vec = store.count_with_vectors() if total else 0
-        last = float(meta.get("last_indexed_at") or 0) or None
-        out.update(
+        files = store.count_indexed_files()
+        skipped = store.skip_counts()
+        disk_bytes = store.disk_bytes()
+        embed_failed = store.count_embed_failed() if total else 0
+        ok, why = self.compatibility()
+        if not ok:
+            state = IndexState.INCOMPATIBLE
+        elif self.lock.held or is_locked(s.index_dir):
+            state = IndexState.INDEXING
+        elif self._is_stale(
+            meta,
+            chunks=total,
+            settled=with_vec + embed_failed,
+            known_files=files + sum(skipped.values()),
+            check_tree=check_stale,
+        ):
+            state = IndexState.STALE
+        else:
+            state = IndexState.READY
+        return IndexStatus(
+            state=state,
             model=meta.get("model", s.model),
             dimension=int(meta["dimension"]) if meta.get("dimension") else None,
-            files=store.count_indexed_files(),
+            files=files,
             chunks=total,
             chunks_with_vectors=with_vec,
             coverage=round(with_vec / total, 4) if total else 0.0,
-            skipped=store.skip_counts(),
-            disk_bytes=store.disk_bytes(),
-            last_indexed_at=_iso(last),
-            embed_failed=store.count_embed_failed() if total else 0,
+            skipped=skipped,
+            disk_bytes=disk_bytes,
+            last_indexed_at=utc_iso(float(meta.get("last_indexed_at") or 0)),
+            incompatible_reason=None if ok else why,
+            embed_failed=embed_failed,
+            **common,
         )
-        ok, why = self.compatibility()
-        if not ok:
-            out["state"], out["incompatible_reason"] = "incompatible", why
-        elif self.lock.held or is_locked(s.index_dir):
-            out["state"] = "indexing"
-        elif self._is_stale(meta, out, check_stale):
-            out["state"] = "stale"
-        else:
-            out["state"] = "ready"
-        return out
 
-    def _is_stale(self, meta: dict[str, str], st: dict[str, Any], check_tree: bool) -> bool:
-        """Interrupted run, vectors still missing, or (check_tree) files changed since."""
+    def _is_stale(
+        self, meta: dict[str, str], *, chunks: int, settled: int, known_files: int, check_tree: bool
+    ) -> bool:
+        """Interrupted run, chunks neither embedded nor failed (``settled`` of
+        ``chunks`` are), or (check_tree) files changed since the last run."""
         if meta.get("run_state") != "ready":
             return True
-        if st["chunks"] and st["chunks_with_vectors"] + st["embed_failed"] < st["chunks"]:
+        if chunks and settled < chunks:
             return True
         if not check_tree:
             return False
         last = float(meta.get("last_indexed_at") or 0)
-        return self._tree_changed_since(last, st["files"] + sum(st["skipped"].values()))
+        return self._tree_changed_since(last, known_files)
 
     def _tree_changed_since(self, since: float, known_files: int) -> bool:
         """A stat-only walk: any file newer than the last run, or a different count."""
@@ -475,13 +490,15 @@ class CodeIndex:
     def get_code(self, path: str, start_line: int, end_line: int) -> dict[str, Any]:
         """The current text of lines [start_line, end_line] (1-based, inclusive) of a
         file inside the root. Refuses paths outside the root, ignored or deny-listed
-        files, and ranges over MAX_CODE_LINES lines."""
+        files, and ranges over ``max_code_lines`` lines or ``max_code_bytes`` characters
+        (settings)."""
+        limits = self.settings
         if start_line < 1 or end_line < start_line:
             raise CodeIndexError(
                 "start_line must be ≥ 1 and end_line ≥ start_line (1-based, inclusive)."
             )
-        if end_line - start_line + 1 > MAX_CODE_LINES:
-            raise CodeIndexError(f"ask for at most {MAX_CODE_LINES} lines at a time.")
+        if end_line - start_line + 1 > limits.max_code_lines:
+            raise CodeIndexError(f"ask for at most {limits.max_code_lines} lines at a time.")
         abs_path = discovery.resolve_inside_root(self.settings, path)
         rel = abs_path.relative_to(self.settings.root).as_posix()
         if discovery.IgnoreMatcher(self.settings).is_ignored(rel):
@@ -503,7 +520,7 @@ class CodeIndex:
                     break
                 text = raw.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
                 size += len(text)
-                if size > MAX_CODE_BYTES:
+                if size > limits.max_code_bytes:
                     raise CodeIndexError("that range is too large; ask for fewer lines.")
                 lines.append(text)
         if start_line > last_line:
@@ -518,9 +535,9 @@ class CodeIndex:
     def find_similar(
         self, path: str, start_line: int, end_line: int, k: int = 10
     ) -> dict[str, Any]:
-        """Code resembling the given range, excluding the range itself."""
-        if not 1 <= int(k) <= MAX_K:
-            raise CodeIndexError(f"k must be between 1 and {MAX_K} (got {k}).")
+        """Code resembling the given range, excluding the range itself (``k`` as in
+        search; the range as in get_code)."""
+        self._check_k(k)
         code = self.get_code(path, start_line, end_line)
         store = self._require_searchable()
         vec = store.chunk_vector_at(code["path"], start_line, end_line)
@@ -595,20 +612,20 @@ class _RunTracker:
             self.inner.advance(n, **info)
 
     @staticmethod
-    def view(state: dict[str, Any]) -> dict[str, Any]:
-        """A JSON-safe copy with rate (items/s) and ETA (seconds) where known."""
+    def view(state: dict[str, Any]) -> RunProgress:
+        """The run's progress, with rate (items/s) and ETA (seconds) where known."""
         elapsed = max(1e-6, time.monotonic() - state["phase_started"])
         rate = state["done"] / elapsed
         total = state["total"]
         eta = (total - state["done"]) / rate if total is not None and rate > 0 else None
-        return {
-            "phase": state["phase"],
-            "done": state["done"],
-            "total": total,
-            "rate_per_s": round(rate, 2),
-            "eta_seconds": None if eta is None else round(eta, 1),
-            "started_at": _iso(state["started_at"]),
-        }
+        return RunProgress(
+            phase=state["phase"],
+            done=state["done"],
+            total=total,
+            rate_per_s=round(rate, 2),
+            eta_seconds=None if eta is None else round(eta, 1),
+            started_at=utc_iso(state["started_at"]),
+        )
 
 
 def open_index(settings: Settings, **kwargs: Any) -> CodeIndex:

@@ -1,4 +1,5 @@
-"""Frozen values passed between pipeline stages. No I/O here.
+"""Values passed between layers: frozen values between the pipeline stages, and
+the result types CodeIndex returns to front ends. No I/O here.
 
 Paths inside these values are POSIX-style and relative to the indexed root;
 line numbers are 1-based and inclusive.
@@ -7,10 +8,11 @@ line numbers are 1-based and inclusive.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -231,3 +233,158 @@ class FilePage:
             "total": self.total,
             "index_changed": self.index_changed,
         }
+
+
+# ------------------------------------------------------ index runs and status
+class Progress(Protocol):
+    """What a front end implements to follow an index run (passed to
+    ``CodeIndex.index(progress=...)``). Called from the run's thread, so every method
+    must be cheap and must not block."""
+
+    def phase(self, name: str, total: int | None) -> None:
+        """A phase ("scanning", "embedding") starts; ``total`` items, None if unknown."""
+        ...
+
+    def advance(self, n: int = 1, **info: Any) -> None:
+        """``n`` more items of the current phase are done."""
+        ...
+
+
+class NullProgress:
+    """A Progress that shows nothing (the run's default)."""
+
+    def phase(self, name: str, total: int | None) -> None:
+        pass
+
+    def advance(self, n: int = 1, **info: Any) -> None:
+        pass
+
+
+@dataclass
+class IndexReport:
+    """The outcome of one index/update run (the CLI's --json report).
+
+    Not frozen: the pipeline counts into it while the run goes on; once
+    ``CodeIndex.index()`` has returned it, nothing changes it any more."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    seconds: float = 0.0
+    ingest_seconds: float = 0.0  # reading, chunking and writing, before upkeep/embedding
+    peak_rss_bytes: int = 0
+    interrupted: bool = False
+    smallest_batch_size: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "skipped": dict(sorted(self.skipped.items())),
+            "failed": self.failed,
+            "chunks_written": self.chunks_written,
+            "chunks_embedded": self.chunks_embedded,
+            "chunks_reused": self.chunks_reused,
+            "seconds": round(self.seconds, 3),
+            "ingest_seconds": round(self.ingest_seconds, 3),
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "interrupted": self.interrupted,
+        }
+
+    @property
+    def changed(self) -> bool:
+        """Whether the run changed what search can find."""
+        return bool(self.added or self.updated or self.deleted or self.chunks_embedded)
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """Where a running index run is (the ``run`` entry of a status): its phase, items
+    done of ``total`` (None: unknown), rate and ETA (None: unknown yet)."""
+
+    phase: str
+    done: int
+    total: int | None
+    rate_per_s: float
+    eta_seconds: float | None
+    started_at: str | None  # utc_iso
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "done": self.done,
+            "total": self.total,
+            "rate_per_s": self.rate_per_s,
+            "eta_seconds": self.eta_seconds,
+            "started_at": self.started_at,
+        }
+
+
+class IndexState(enum.StrEnum):
+    """What a status says of the index, checked in this order."""
+
+    MISSING = "missing"  # no index has been built yet
+    INCOMPATIBLE = "incompatible"  # built with another model/options: needs a rebuild
+    INDEXING = "indexing"  # a writer (this or another process) holds the writer lock
+    STALE = "stale"  # last run interrupted, vectors missing, or files changed since
+    READY = "ready"  # complete and (as far as checked) up to date
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStatus:
+    """An index's state, counts, coverage, model, disk use and telemetry.
+
+    ``memory`` is the memory probe's snapshot and ``watcher`` the watcher's state
+    (free-form: they describe the process, not the index). ``run`` is set while
+    this process runs an index; ``embed_failed`` is None when there is no index
+    (and then left out of the JSON)."""
+
+    root: str
+    index_dir: str
+    state: IndexState
+    model: str
+    memory: dict[str, Any]
+    watcher: dict[str, Any]
+    dimension: int | None = None
+    files: int = 0
+    chunks: int = 0
+    chunks_with_vectors: int = 0
+    coverage: float = 0.0
+    skipped: dict[str, int] = field(default_factory=dict)
+    disk_bytes: int = 0
+    last_indexed_at: str | None = None  # utc_iso
+    incompatible_reason: str | None = None
+    run: RunProgress | None = None
+    embed_failed: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "root": self.root,
+            "index_dir": self.index_dir,
+            "state": self.state.value,
+            "model": self.model,
+            "dimension": self.dimension,
+            "files": self.files,
+            "chunks": self.chunks,
+            "chunks_with_vectors": self.chunks_with_vectors,
+            "coverage": self.coverage,
+            "skipped": dict(self.skipped),
+            "disk_bytes": self.disk_bytes,
+            "last_indexed_at": self.last_indexed_at,
+            "incompatible_reason": self.incompatible_reason,
+            "memory": self.memory,
+        }
+        if self.run is not None:
+            out["run"] = self.run.as_dict()
+        out["watcher"] = self.watcher
+        if self.embed_failed is not None:
+            out["embed_failed"] = self.embed_failed
+        return out

@@ -60,7 +60,6 @@ them up); a subtree that fell back to polling stays polled until the watcher res
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import json
 import logging
@@ -100,8 +99,8 @@ from codeindex.errors import (
     LockBusyError,
     PathOutsideRootError,
 )
-from codeindex.pipeline import IndexReport, Progress
 from codeindex.service import CodeIndex
+from codeindex.types import IndexReport, Progress, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +147,6 @@ class _ShutdownNoise(logging.Filter):
 
 
 logging.getLogger("watchdog.observers.inotify").addFilter(_ShutdownNoise())
-
-
-def _iso(ts: float | None) -> str | None:
-    if not ts:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -473,18 +466,18 @@ class Watcher:
                 "compacting": self._compacting,
                 "uncompacted_updates": self._uncompacted,
                 "waiting_for_lock": self._waiting_for_lock,
-                "last_update_at": _iso(self._last_update_at),
+                "last_update_at": utc_iso(self._last_update_at),
                 "last_update": self._last_update,
                 "lag_seconds": round(now - oldest, 3) if oldest is not None else 0.0,
                 "oldest_pending_at": (
-                    _iso(time.time() - (now - oldest)) if oldest is not None else None
+                    utc_iso(time.time() - (now - oldest)) if oldest is not None else None
                 ),
                 "updates_applied": self._updates_applied,
                 "reconciles": self._reconciles,
                 "overflows": self._overflows,
                 "events_seen": self._events_seen,
                 "events_ignored": self._events_ignored,
-                "started_at": _iso(self._started_at),
+                "started_at": utc_iso(self._started_at),
                 "last_error": self._last_error,
             }
         polling = dict(self._polling)  # replaced wholesale by the worker, never mutated
@@ -1084,7 +1077,7 @@ class Watcher:
         lag = time.monotonic() - first_at if first_at is not None else None
         event: dict[str, Any] = {
             "event": "reconcile" if paths is None else "update",
-            "at": _iso(now),
+            "at": utc_iso(now),
             "paths": (paths or [])[:_MAX_EVENT_PATHS],
             "path_count": len(paths) if paths is not None else None,
             "added": report.added,

@@ -4,6 +4,7 @@ embedder, and one real-model index of the sample repository per test session."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +38,9 @@ INDEXABLE = frozenset(
         "web/src/csv.js",
     }
 )
+
+# The one timestamp format of every JSON surface (types.utc_iso): UTC, to the second.
+UTC_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -13,6 +13,7 @@ import pytest
 
 from codeindex import cli
 from codeindex.embedding import FAKE_MODEL
+from tests.conftest import UTC_ISO
 
 
 def run(args: list[str], cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
@@ -72,6 +73,7 @@ def test_index_search_list_status_json(sample_repo: Path) -> None:
     st = json.loads(res.stdout)
     assert st["state"] == "ready" and st["files"] == 12 and st["coverage"] == 1.0
     assert st["skipped"] == {"binary": 1} and st["dimension"] == 384
+    assert UTC_ISO.fullmatch(st["last_indexed_at"])
     for key in ("rss_bytes", "peak_rss_bytes", "available_bytes", "limit_bytes"):
         assert st["memory"][key] > 0
 
@@ -94,6 +96,7 @@ def test_list_files_pages_visit_every_file_once(sample_repo: Path) -> None:
         assert res.returncode == 0, res.stderr
         page = json.loads(res.stdout)
         assert page["total"] == 12
+        assert all(UTC_ISO.fullmatch(f["indexed_at"]) for f in page["files"])
         seen += [f["path"] for f in page["files"]]
         pages += 1
         cursor = page["next_cursor"]

@@ -71,3 +71,26 @@ def test_index_generated_is_a_discovery_setting_not_an_index_option(tmp_path: Pa
     (tmp_path / ".codeindex.toml").write_text("index_generated = 'maybe'\n")
     with pytest.raises(ConfigError, match="not a valid bool"):
         load_settings(tmp_path, env={})
+
+
+def test_request_limits_are_settings_at_least_one(tmp_path: Path) -> None:
+    default = load_settings(tmp_path, env={})
+    assert (default.max_k, default.max_page_size, default.max_search_depth) == (100, 500, 1000)
+    assert (default.max_query_chars, default.max_code_lines) == (2000, 2000)
+    assert (default.max_code_bytes, default.max_reindex_paths) == (512 * 1024, 1000)
+    assert default.max_reported_failures == 20
+    (tmp_path / ".codeindex.toml").write_text("max_k = 20\nmax-page-size = 50\n")
+    s = load_settings(tmp_path, env={"CODEINDEX_MAX_REINDEX_PATHS": "7"})
+    assert (s.max_k, s.max_page_size, s.max_reindex_paths) == (20, 50, 7)
+    assert s.sources["max_reindex_paths"] == "environment"
+    # They change what a request may ask for, not what is stored.
+    assert s.options_hash() == default.options_hash()
+    (tmp_path / ".codeindex.toml").write_text("max_k = 0\n")
+    with pytest.raises(ConfigError, match=r"\.codeindex\.toml: max_k must be at least 1"):
+        load_settings(tmp_path, env={})
+
+
+def test_queue_chunks_is_gone(tmp_path: Path) -> None:
+    # It bounded nothing (the reader queue is counted in files); now it is unknown.
+    with pytest.raises(ConfigError, match="unknown setting 'queue_chunks'"):
+        load_settings(tmp_path, env={}, queue_chunks=10)

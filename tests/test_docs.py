@@ -19,11 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 PACKAGE = ROOT / "codeindex"
 
-# Settings the README documents although no code reads them. Tolerated, not required:
-# queue_chunks is removed in the limits change (config.py and README together); delete
-# this entry once that change is merged.
-KNOWN_UNREAD = frozenset({"queue_chunks"})
-
 # Settings fields that are not settings a user writes: the indexed root is the command's
 # argument, and sources records where each value came from.
 _NOT_SETTINGS = frozenset({"root", "sources"})
@@ -108,7 +103,7 @@ def test_readme_documents_only_settings_that_config_loads() -> None:
 
 def test_settings_the_readme_documents_are_read_by_the_code() -> None:
     documented = documented_settings(README.read_text(encoding="utf-8"))
-    unread = sorted((documented & known_settings()) - read_attributes() - KNOWN_UNREAD)
+    unread = sorted((documented & known_settings()) - read_attributes())
     assert not unread, (
         f"README.md documents settings that no module reads: {unread}; wire them up or "
         "remove them from Settings and README"

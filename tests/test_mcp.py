@@ -33,9 +33,12 @@ from codeindex import service
 from codeindex.embedding import FakeEmbedder
 from codeindex.locking import WriterLock
 from codeindex.mcp.packing import CHARS_PER_TOKEN, ELISION, merge_by_file, pack
+from codeindex.mcp.server import _report
+from codeindex.types import IndexReport
 from tests.conftest import INDEXABLE as FIXTURE_FILES
-from tests.conftest import copy_fixture, fake_settings
+from tests.conftest import UTC_ISO, copy_fixture, fake_settings
 
+REPO = Path(__file__).resolve().parent.parent  # the checkout whose codeindex is tested
 TOOLS = {"search_code", "list_files", "get_code", "find_similar", "index_status", "reindex"}
 FAKE_ENV = {"CODEINDEX_MODEL": "fake-hash-384", "CODEINDEX_VERSION_RETENTION_SECONDS": "0"}
 CALL_TIMEOUT = 120.0
@@ -54,7 +57,14 @@ class McpServerProcess:
         self.params = StdioServerParameters(
             command=sys.executable,
             args=["-m", "codeindex", "mcp", "--root", str(root), *args],
-            env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env},
+            # PYTHONPATH: the server runs the codeindex these tests belong to, not
+            # whichever one the interpreter would import from its own site-packages.
+            env={
+                "PYTHONPATH": str(REPO),
+                "HF_HUB_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+                **env,
+            },
             cwd=str(root),
         )
         self.log_path = log
@@ -206,11 +216,6 @@ def test_tools_have_union_free_schemas_and_truthful_annotations(server: McpServe
         "max_tokens",
     }
     assert tools["reindex"].input_schema["properties"]["paths"]["type"] == "array"
-    # The ranges shown to the model are the ones CodeIndex enforces.
-    k_doc = tools["search_code"].input_schema["properties"]["k"]["description"]
-    assert f"1-{service.MAX_K}" in k_doc
-    size_doc = tools["list_files"].input_schema["properties"]["page_size"]["description"]
-    assert f"1-{service.MAX_PAGE_SIZE}" in size_doc
     assert server.init.server_info.name == "codeindex"
 
 
@@ -309,6 +314,46 @@ def test_bad_input_is_an_actionable_tool_error_and_the_server_stays_up(
     assert_tool_error(changed, "different query")
 
 
+def test_lowered_limit_settings_are_enforced_and_shown(tmp_path: Path):
+    root = copy_fixture(tmp_path / "repo")
+    limits = {"CODEINDEX_MAX_K": "3", "CODEINDEX_MAX_PAGE_SIZE": "4"}
+    limits |= {"CODEINDEX_MAX_REINDEX_PATHS": "2", "CODEINDEX_MAX_CODE_LINES": "5"}
+    env = {**FAKE_ENV, **limits}
+    proc = McpServerProcess(root, "--no-watch", env=env, log=tmp_path / "server.stderr")
+    try:
+        tools = {
+            t.name: t.input_schema["properties"] for t in proc.run(proc.session.list_tools()).tools
+        }
+        # The input schema states the limits this server enforces...
+        assert tools["search_code"]["k"]["description"] == "Hits per page, 1-3."
+        assert tools["find_similar"]["k"]["description"] == "Number of hits, 1-3."
+        assert tools["list_files"]["page_size"]["description"] == "Files per page, 1-4."
+        assert tools["get_code"]["end_line"]["description"] == "Last line, inclusive (≤5 lines)."
+        assert tools["search_code"]["query"]["description"].endswith("(≤2000 chars).")  # default
+        # ...and the service (k, page_size, lines) and the server (reindex paths) refuse more.
+        assert_tool_error(proc.call("search_code", {"query": "x", "k": 4}), "between 1 and 3")
+        args = {"path": "auth/tokens.py", "start_line": 1, "end_line": 3, "k": 4}
+        assert_tool_error(proc.call("find_similar", args), "between 1 and 3")
+        assert_tool_error(proc.call("list_files", {"page_size": 5}), "between 1 and 4")
+        args = {"path": "auth/tokens.py", "start_line": 1, "end_line": 6}
+        assert_tool_error(proc.call("get_code", args), "at most 5 lines")
+        paths = ["auth/tokens.py", "net/retry.ts", "net/ratelimit.go"]
+        assert_tool_error(proc.call("reindex", {"paths": paths}), "3 paths is more than 2")
+        proc.wait_ready()
+        assert len(proc.ok("search_code", {"query": "function", "k": 3})["results"]) == 3
+        assert proc.ok("reindex", {"paths": paths[:2]})["state"] == "done"
+    finally:
+        proc.close()
+    assert not proc.transport_errors
+
+
+def test_reindex_result_lists_at_most_max_reported_failures():
+    failed = [{"path": f"f{i}.py", "reason": "unreadable", "detail": ""} for i in range(5)]
+    out = _report(IndexReport(failed=failed), 2)
+    assert out["failed_count"] == 5
+    assert [f["path"] for f in out["failed"]] == ["f0.py", "f1.py"]
+
+
 # ------------------------------------------------------------------ list_files
 def test_list_files_pages_every_file_exactly_once(server: McpServerProcess):
     seen: list[str] = []
@@ -386,7 +431,7 @@ def test_index_status_reports_state_counts_and_telemetry(server: McpServerProces
     assert st["state"] == "ready"
     assert st["files"] == 12 and st["chunks"] > 0 and st["coverage"] == 1.0
     assert st["model"] == "fake-hash-384"
-    assert st["last_indexed_at"]
+    assert UTC_ISO.fullmatch(st["last_indexed_at"])
     for key in ("rss_bytes", "peak_rss_bytes", "available_bytes", "limit_bytes"):
         assert st["memory"][key] > 0, key
     assert st["watcher"]["running"] is False  # --no-watch
@@ -394,7 +439,9 @@ def test_index_status_reports_state_counts_and_telemetry(server: McpServerProces
     info = st["server"]
     assert info["pid"] != os.getpid()
     assert info["model_state"] == "loaded"
-    assert info["background_job"]["kind"] in ("catch-up", "reindex")
+    job = info["background_job"]
+    assert job["kind"] in ("catch-up", "reindex")
+    assert UTC_ISO.fullmatch(job["started_at"]) and UTC_ISO.fullmatch(job["finished_at"])
 
 
 # --------------------------------------------------------------------- reindex

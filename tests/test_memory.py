@@ -29,8 +29,8 @@ def test_limit_sources(tmp_path: Path) -> None:
     auto = memory.resolve_limit(0)
     assert auto.source in {"cgroup", "physical"} and auto.bytes > 0
     st = CodeIndex(load_settings(tmp_path, env={"CODEINDEX_MEMORY_LIMIT_MB": "700"})).status()
-    assert st["memory"]["limit_bytes"] == 700 * 2**20
-    assert st["memory"]["limit_source"] == "memory_limit_mb (environment)"
+    assert st.memory["limit_bytes"] == 700 * 2**20
+    assert st.memory["limit_source"] == "memory_limit_mb (environment)"
 
 
 def test_governor_shrinks_batches_as_room_runs_out() -> None:
@@ -92,7 +92,7 @@ done.set(); t.join()
 gov = ci.embedder.governor
 print(json.dumps({"max_rss": max(samples), "n": len(samples), "failed": rep.failed,
                   "embedded": rep.chunks_embedded, "smallest": gov.smallest_batch_size,
-                  "max_batch": gov.max_batch, "coverage": ci.status()["coverage"]}))
+                  "max_batch": gov.max_batch, "coverage": ci.status().coverage}))
 """
 
 

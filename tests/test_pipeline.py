@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from codeindex.embedding import EmbedError, FakeEmbedder
 from codeindex.service import CodeIndex
 from codeindex.storage import Filter
 from codeindex.storage import store as store_module
-from tests.conftest import INDEXABLE, fake_settings, open_store
+from codeindex.types import IndexState, NullProgress
+from tests.conftest import INDEXABLE, UTC_ISO, fake_settings, open_store
 
 
 def _paths(ci: CodeIndex, skipped: bool = False) -> list[str]:
@@ -175,12 +177,12 @@ def test_generated_files_are_skipped_and_come_back_incrementally(sample_repo: Pa
     assert _paths(ci, skipped=True) == ["logo.svg", "storage/blob.dat", "uv.lock"]
     page = ci.list_files(skipped=True).files
     assert {f.path: f.reason for f in page}["uv.lock"] == "generated"
-    assert ci.status()["skipped"] == {"binary": 1, "generated": 2}
+    assert ci.status().skipped == {"binary": 1, "generated": 2}
     assert open_store(ci).count_chunks(Filter(path="uv.lock")) == 0
 
     # The setting brings them back on the next run, without a rebuild.
     on = CodeIndex(fake_settings(sample_repo, index_generated=True), embedder=FakeEmbedder())
-    assert on.status()["state"] != "incompatible"
+    assert on.status().state != IndexState.INCOMPATIBLE
     rep = on.index()
     assert (rep.updated, rep.deleted, rep.chunks_embedded > 0) == (2, 0, True)
     assert {"uv.lock", "logo.svg"} <= set(_paths(on))
@@ -250,7 +252,7 @@ def test_unembeddable_chunk_is_reported_not_zero_filled(sample_repo: Path) -> No
     store = open_store(ci)
     assert store.count_chunks(Filter(path="huge.py", embedded=False)) == 1
     assert store.count_embed_failed() == 1
-    assert ci.status()["embed_failed"] == 1
+    assert ci.status().embed_failed == 1
     # Other files are fully embedded; the next run does not retry forever.
     assert store.count_chunks(Filter(embedded=False)) == 1
     assert ci.index().chunks_embedded == 0
@@ -286,11 +288,11 @@ def test_incompatible_index_refuses_search_then_rebuilds(sample_repo: Path) -> N
 
     CodeIndex(fake_settings(sample_repo), embedder=FakeEmbedder()).index()
     changed = CodeIndex(fake_settings(sample_repo, max_chunk_lines=20), embedder=FakeEmbedder())
-    assert changed.status()["state"] == "incompatible"
+    assert changed.status().state == IndexState.INCOMPATIBLE
     with pytest.raises(IncompatibleIndexError, match="rebuild"):
         changed.search("jwt")
     changed.index()
-    assert changed.status()["state"] == "ready"
+    assert changed.status().state == IndexState.READY
     assert changed.search("validate_jwt").results
 
 
@@ -306,3 +308,54 @@ def test_embedding_input_names_the_file_not_its_folders() -> None:
     moved = Chunk("x/tokens.py", 1, 2, "code", symbol="f")
     assert moved.content_hash == Chunk("y/z/tokens.py", 1, 2, "code", symbol="f").content_hash
     assert moved.content_hash != Chunk("x/other.py", 1, 2, "code", symbol="f").content_hash
+
+
+STATUS_KEYS = [
+    "root",
+    "index_dir",
+    "state",
+    "model",
+    "dimension",
+    "files",
+    "chunks",
+    "chunks_with_vectors",
+    "coverage",
+    "skipped",
+    "disk_bytes",
+    "last_indexed_at",
+    "incompatible_reason",
+    "memory",
+]
+
+
+def test_status_is_typed_and_keeps_its_json_shape(tmp_path: Path, fake_index: CodeIndex) -> None:
+    missing = CodeIndex(fake_settings(tmp_path), embedder=FakeEmbedder()).status()
+    assert missing.state is IndexState.MISSING and missing.embed_failed is None
+    assert list(missing.as_dict()) == [*STATUS_KEYS, "watcher"]  # no run, no embed_failed
+    assert missing.as_dict()["state"] == "missing"
+
+    ready = fake_index.status()
+    assert ready.state is IndexState.READY and ready.coverage == 1.0
+    out = ready.as_dict()
+    assert list(out) == [*STATUS_KEYS, "watcher", "embed_failed"]
+    assert out["state"] == "ready" and out["files"] == 12 and out["embed_failed"] == 0
+    json.dumps(out)  # plain JSON values only
+
+    # While this process runs an index, the status says so and carries its progress.
+    seen = []
+
+    class StatusDuringRun(NullProgress):
+        def phase(self, name: str, total: int | None) -> None:
+            if name == "embedding":
+                seen.append(fake_index.status(check_stale=False))
+
+    (fake_index.settings.root / "net/retry.ts").write_text("// changed\n")
+    fake_index.index(progress=StatusDuringRun())
+    (during,) = seen
+    assert during.state is IndexState.INDEXING
+    assert during.run is not None and during.run.phase == "embedding"
+    out = during.as_dict()
+    assert list(out) == [*STATUS_KEYS, "run", "watcher", "embed_failed"]
+    assert list(out["run"]) == ["phase", "done", "total", "rate_per_s", "eta_seconds", "started_at"]
+    assert UTC_ISO.fullmatch(during.run.started_at)
+    assert fake_index.status().run is None

@@ -31,7 +31,7 @@ from codeindex.locking import WriterLock, is_locked
 from codeindex.service import CodeIndex
 from codeindex.storage import Store
 from codeindex.watch import Watcher
-from tests.conftest import fake_settings
+from tests.conftest import UTC_ISO, fake_settings
 
 TIMEOUT = 30.0
 
@@ -266,13 +266,14 @@ def test_startup_reconcile_indexes_existing_tree_and_reports_status(watched: Har
         ".gitignore",
     }
     assert watched.events[0]["event"] == "reconcile" and watched.events[0]["reason"] == "startup"
-    st = watched.ci.status(check_stale=False)["watcher"]
+    st = watched.ci.status(check_stale=False).watcher
     assert st["running"] is True and st["pending"] == 0 and st["lag_seconds"] == 0.0
     assert st["updates_applied"] == 1 and st["mode"] == "native" and st["polling_fallback"] == []
-    assert st["last_update_at"]
+    assert UTC_ISO.fullmatch(st["last_update_at"]) and UTC_ISO.fullmatch(st["started_at"])
+    assert UTC_ISO.fullmatch(watched.events[0]["at"])
     # Another process (here: another CodeIndex without a watcher) reads watcher.json.
     other = CodeIndex(watched.settings, embedder=FakeEmbedder()).status(check_stale=False)
-    assert other["watcher"]["running"] is True and other["watcher"]["pid"] == os.getpid()
+    assert other.watcher["running"] is True and other.watcher["pid"] == os.getpid()
     w.stop()
     assert w.status()["running"] is False
     assert runstate.watcher_state(watched.settings.index_dir)["running"] is False
@@ -725,7 +726,7 @@ def test_inotify_watch_limit_falls_back_to_polling(
         eventually(w, lambda: shows(h.reader, "src/late/late.py", "edited_while_polled"), "edit")
         assert (
             "inotify watch limit"
-            in h.ci.status(check_stale=False)["watcher"]["polling_reasons"]["src"]
+            in h.ci.status(check_stale=False).watcher["polling_reasons"]["src"]
         )
     finally:
         h.stop()

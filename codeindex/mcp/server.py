@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import sys
@@ -33,13 +34,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
+from pydantic.fields import FieldInfo
 
 from codeindex import __version__, discovery
 from codeindex.config import Settings, load_settings
@@ -49,25 +51,18 @@ from codeindex.errors import (
     IndexMissingError,
 )
 from codeindex.mcp.packing import check_max_tokens, pack
+from codeindex.types import IndexReport, utc_iso
 
 if TYPE_CHECKING:  # importing these at run time would import lancedb (seconds)
     from codeindex.embedding import EmbedThread, IdleUnloader
-    from codeindex.pipeline import IndexReport
     from codeindex.service import CodeIndex
 
 log = logging.getLogger(__name__)
 
 REINDEX_WAIT_SECONDS = 10.0  # reindex answers within this; the run continues in the background
 PROGRESS_POLL_SECONDS = 0.2  # how often a waiting reindex call looks for progress to report
-MAX_REINDEX_PATHS = 1000  # more paths than this: reindex the whole root instead
 SHUTDOWN_JOIN_SECONDS = 10.0  # how long shutdown waits for a background run to stop
 OPEN_WAIT_SECONDS = 60.0  # how long a tool call waits for the index to be opened at startup
-# Shown in parameter descriptions only; CodeIndex enforces them (service.MAX_K,
-# service.MAX_PAGE_SIZE; a test keeps these in step). Importing service here would
-# import lancedb before `initialize` could be answered.
-MAX_K = 100
-MAX_PAGE_SIZE = 500
-MAX_REPORTED_FAILURES = 20  # failed files listed in a reindex result (the count is exact)
 # Tools run on this many long-lived threads (all started up front) rather than the
 # SDK's worker threads, which come and go: a server's thread count should not wander.
 TOOL_THREADS = 8
@@ -155,8 +150,8 @@ class IndexJob:
                 "phase": self.stage,
                 "done": self.done,
                 "total": self.total,
-                "started_at": _iso(self.started_at),
-                "finished_at": _iso(self.finished_at),
+                "started_at": utc_iso(self.started_at),
+                "finished_at": utc_iso(self.finished_at),
             }
         if self.report is not None:
             out["report"] = self.report
@@ -165,16 +160,13 @@ class IndexJob:
         return out
 
 
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-def _report(report: "IndexReport") -> dict[str, Any]:
-    """An IndexReport as a dict whose failure list is bounded."""
+def _report(report: IndexReport, max_failures: int) -> dict[str, Any]:
+    """An IndexReport as a dict listing at most ``max_failures`` failed files
+    (the ``max_reported_failures`` setting); ``failed_count`` is the exact count."""
     data = report.as_dict()
     failed = data.get("failed") or []
     data["failed_count"] = len(failed)
-    data["failed"] = failed[:MAX_REPORTED_FAILURES]
+    data["failed"] = failed[:max_failures]
     return data
 
 
@@ -365,7 +357,7 @@ class ServerState:
             report = self.index.index(
                 job.paths, progress=job, stop=self._stop, on_wait=job.waiting_for_lock
             )
-            job.report = _report(report)
+            job.report = _report(report, self.settings.max_reported_failures)
             log.info("%s run finished: %s", job.kind, job.report)
         except CodeIndexError as exc:
             job.error = str(exc)
@@ -478,12 +470,44 @@ def _on_tool_pool(fn: Callable[..., dict[str, Any]]) -> Callable[..., Any]:
     return tool
 
 
+def _with_limits(tool: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
+    """``tool`` with its parameter descriptions formatted with ``s=settings``.
+
+    A description such as ``"Hits per page, 1-{s.max_k}."`` then states the limit this
+    server's CodeIndex enforces: limits are declared once, in Settings, and the input
+    schema shown to the model cannot drift from them. Descriptions of tools passed
+    here are format strings (a literal brace is written twice).
+    """
+    sig = inspect.signature(tool, eval_str=True)  # follows __wrapped__ to the def
+    params = []
+    for param in sig.parameters.values():
+        if get_origin(param.annotation) is Annotated:
+            base, *meta = get_args(param.annotation)
+            meta = [
+                FieldInfo.merge_field_infos(m, description=m.description.format(s=settings))
+                if isinstance(m, FieldInfo) and m.description
+                else m
+                for m in meta
+            ]
+            param = param.replace(annotation=Annotated[(base, *meta)])
+        params.append(param)
+
+    @functools.wraps(tool)
+    async def described(**kwargs: Any) -> Any:
+        return await tool(**kwargs)
+
+    # The SDK builds the input schema from inspect.signature(), which reads this first.
+    described.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return described
+
+
 def _check_reindex_paths(settings: Settings, paths: list[str]) -> list[str]:
     """Root-relative file paths, validated before the background run starts so a bad
-    one is a tool error now, not a failed run later."""
-    if len(paths) > MAX_REINDEX_PATHS:
+    one is a tool error now, not a failed run later. More than ``max_reindex_paths``
+    (setting) are refused."""
+    if len(paths) > settings.max_reindex_paths:
         raise CodeIndexError(
-            f"{len(paths)} paths is more than {MAX_REINDEX_PATHS}; "
+            f"{len(paths)} paths is more than {settings.max_reindex_paths}; "
             "call reindex with no paths to update the whole root."
         )
     out: list[str] = []
@@ -507,9 +531,13 @@ def _check_reindex_paths(settings: Settings, paths: list[str]) -> list[str]:
 def search_code(
     ctx: Context,
     query: Annotated[
-        str, Field(description="What to find: natural language or an identifier (≤2000 chars).")
+        str,
+        Field(
+            description="What to find: natural language or an identifier "
+            "(≤{s.max_query_chars} chars)."
+        ),
     ],
-    k: Annotated[int, Field(description=f"Hits per page, 1-{MAX_K}.")] = 10,
+    k: Annotated[int, Field(description="Hits per page, 1-{s.max_k}.")] = 10,
     path_glob: Annotated[
         str, Field(description="Only paths matching this glob, e.g. 'src/**/*.py'.")
     ] = "",
@@ -574,7 +602,7 @@ def list_files(
     cursor: Annotated[
         str, Field(description="next_cursor from the previous page; same other arguments.")
     ] = "",
-    page_size: Annotated[int, Field(description=f"Files per page, 1-{MAX_PAGE_SIZE}.")] = 100,
+    page_size: Annotated[int, Field(description="Files per page, 1-{s.max_page_size}.")] = 100,
     path_glob: Annotated[str, Field(description="Only paths matching this glob.")] = "",
     language: Annotated[str, Field(description="Only this language, e.g. 'go'.")] = "",
     include_skipped: Annotated[
@@ -613,7 +641,9 @@ def get_code(
     ctx: Context,
     path: Annotated[str, Field(description="File path relative to the indexed root.")],
     start_line: Annotated[int, Field(description="First line, 1-based.")],
-    end_line: Annotated[int, Field(description="Last line, inclusive (≤2000 lines).")],
+    end_line: Annotated[
+        int, Field(description="Last line, inclusive (≤{s.max_code_lines} lines).")
+    ],
 ) -> dict[str, Any]:
     """The exact current text of lines start_line..end_line of a file in the root.
 
@@ -631,7 +661,7 @@ def find_similar(
     path: Annotated[str, Field(description="File path relative to the indexed root.")],
     start_line: Annotated[int, Field(description="First line of the range, 1-based.")],
     end_line: Annotated[int, Field(description="Last line of the range, inclusive.")],
-    k: Annotated[int, Field(description=f"Number of hits, 1-{MAX_K}.")] = 10,
+    k: Annotated[int, Field(description="Number of hits, 1-{s.max_k}.")] = 10,
 ) -> dict[str, Any]:
     """Code that resembles the given range (the range itself is excluded)."""
     state = _state(ctx)
@@ -647,7 +677,7 @@ def index_status(ctx: Context) -> dict[str, Any]:
     state = _state(ctx)
     with _tool_errors(state):
         # No tree walk per call: the watcher (or reindex) keeps the index fresh.
-        out = state.index.status(check_stale=False)
+        out = state.index.status(check_stale=False).as_dict()
     out["server"] = state.server_info()
     return out
 
@@ -725,7 +755,11 @@ def build_server(settings: Settings, *, watch: bool = True, transport: str = "st
         (find_similar, "Find similar code"),
         (index_status, "Index status"),
     ):
-        server.add_tool(fn, title=title, annotations=READ_ONLY.model_copy(update={"title": title}))
+        server.add_tool(
+            _with_limits(fn, settings),
+            title=title,
+            annotations=READ_ONLY.model_copy(update={"title": title}),
+        )
     server.add_tool(
         reindex,
         title="Update the index",
