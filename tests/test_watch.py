@@ -332,7 +332,7 @@ def test_top_level_directories_come_and_go(watched: Harness, tmp_path: Path) -> 
 def test_many_top_level_directories_share_one_recursive_watch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from codeindex import watch as watch_module
+    from codeindex.watch import watcher as watch_module
 
     monkeypatch.setattr(watch_module, "_MAX_DIR_WATCHES", 3)
     root = tmp_path / "repo"

@@ -103,7 +103,9 @@ from codeindex.errors import (
 from codeindex.pipeline import IndexReport, Progress
 from codeindex.service import CodeIndex
 
-log = logging.getLogger(__name__)
+# One logger for the whole package, named as before it was split: log lines keep reading
+# "codeindex.watch: ...".
+log = logging.getLogger("codeindex.watch")
 
 __all__ = ["Watcher", "run_watch_cli"]
 
