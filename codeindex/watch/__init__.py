@@ -4,6 +4,6 @@
 ``codeindex.watch`` only.
 """
 
-from codeindex.watch.watcher import Watcher, run_watch_cli
+from codeindex.watch.watcher import Watcher
 
-__all__ = ["Watcher", "run_watch_cli"]
+__all__ = ["Watcher"]

@@ -62,12 +62,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import json
 import logging
 import os
-import signal
 import stat
-import sys
 import threading
 import time
 import weakref
@@ -92,7 +89,6 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserverVFS
 
 from codeindex import discovery, runstate
-from codeindex.embedding import IdleUnloader
 from codeindex.errors import (
     BadCursorError,
     CodeIndexError,
@@ -107,7 +103,7 @@ from codeindex.service import CodeIndex
 # "codeindex.watch: ...".
 log = logging.getLogger("codeindex.watch")
 
-__all__ = ["Watcher", "run_watch_cli"]
+__all__ = ["Watcher"]
 
 # Kernel resource errors that mean "no more native watches here": poll instead.
 _EXHAUSTED = (errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM)
@@ -1142,86 +1138,3 @@ def _outermost(dirs: list[str]) -> list[str]:
         if not out or not (d == out[-1] or d.startswith(out[-1] + "/")):
             out.append(d)
     return out
-
-
-# ==================================================================== CLI
-def run_watch_cli(args: Any) -> int:
-    """``codeindex watch [PATH]``: reconcile, then follow the tree until Ctrl-C.
-
-    The first Ctrl-C (or SIGTERM) stops cleanly after applying pending changes (exit 0);
-    a second one abandons them (exit 130; the next start's reconcile redoes them).
-    ``--json`` prints one JSON line per applied update on stdout; otherwise one line of
-    text. Messages go to stderr.
-    """
-    from codeindex.config import load_settings
-
-    settings = load_settings(
-        args.path,
-        index_dir=getattr(args, "index_dir", None),
-        debounce_ms=getattr(args, "debounce_ms", None),
-    )
-    ci = CodeIndex(settings, long_lived=True)
-    as_json = bool(getattr(args, "json", False))
-
-    def on_update(event: dict[str, Any]) -> None:
-        if as_json:
-            line = json.dumps(event, default=str)
-        elif event["event"] == "reconcile":
-            line = (
-                f"{event['at']} reconciled ({event['reason']}): {event['added']} added, "
-                f"{event['updated']} updated, {event['deleted']} deleted; "
-                f"{event['chunks_embedded']} chunks embedded, {event['chunks_reused']} reused "
-                f"in {event['seconds']:.2f}s"
-            )
-        else:
-            shown = ", ".join(event["paths"][:3])
-            more = event["path_count"] - min(3, event["path_count"])
-            line = (
-                f"{event['at']} {shown}{f' (+{more} more)' if more else ''}: "
-                f"{event['chunks_embedded']} chunks embedded, {event['chunks_reused']} reused "
-                f"in {event['seconds']:.2f}s, lag {event['lag_seconds']:.2f}s"
-            )
-        with contextlib.suppress(BrokenPipeError):
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-
-    other = runstate.watcher_state(settings.index_dir)
-    if other.get("running") and other.get("pid") != os.getpid():
-        sys.stderr.write(
-            f"codeindex: note: another watcher (pid {other.get('pid')}) is already "
-            "keeping this index fresh; both will apply updates.\n"
-        )
-    watcher = Watcher(ci, on_update=on_update, use_polling=bool(getattr(args, "polling", False)))
-    # Between bursts of edits the model's memory goes back to the system; the next
-    # update that has chunks to embed reloads it.
-    unloader = IdleUnloader(ci.embedder, settings.idle_unload_minutes).start()
-    stop = threading.Event()
-    interrupts = [0]
-
-    def on_signal(signum: int, frame: Any) -> None:
-        interrupts[0] += 1
-        if interrupts[0] == 1:
-            stop.set()
-            sys.stderr.write("\ncodeindex: stopping after pending changes (Ctrl-C to abandon)\n")
-        else:
-            watcher.abort()
-
-    old_int = signal.signal(signal.SIGINT, on_signal)
-    old_term = signal.signal(signal.SIGTERM, on_signal)
-    try:
-        watcher.start()
-        st = watcher.status()
-        extra = f"; polling {', '.join(st['polling_fallback'])}" if st["polling_fallback"] else ""
-        sys.stderr.write(
-            f"codeindex: watching {settings.root} ({st['mode']}{extra}); Ctrl-C to stop\n"
-        )
-        while not stop.wait(3600):
-            pass
-        watcher.stop(flush=True)
-    finally:
-        if watcher.status()["running"]:
-            watcher.stop(flush=False)
-        unloader.stop()
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-    return 130 if interrupts[0] > 1 else 0
