@@ -69,7 +69,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from watchdog.events import (
@@ -98,6 +98,7 @@ from codeindex.errors import (
 )
 from codeindex.pipeline import IndexReport, Progress
 from codeindex.service import CodeIndex
+from codeindex.watch.changes import Batch, ChangeQueue
 
 # One logger for the whole package, named as before it was split: log lines keep reading
 # "codeindex.watch: ...".
@@ -152,20 +153,6 @@ def _iso(ts: float | None) -> str | None:
     if not ts:
         return None
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class _Batch:
-    """Everything the worker takes in one go (the pending state is cleared)."""
-
-    paths: list[str] = field(default_factory=list)
-    gone_dirs: list[str] = field(default_factory=list)  # indexed files under them re-checked
-    reconcile: str | None = None  # reason for a full index() pass
-    rescope: bool = False  # ignore rules changed: invalidate the matcher first
-    units: dict[str, bool] = field(default_factory=dict)  # top-level name -> force re-watch
-    all_units: bool = False
-    fallback_units: set[str] = field(default_factory=set)  # native watch limit hit
-    first_at: float | None = None  # monotonic time of the oldest event in the batch
 
 
 class _Handler(FileSystemEventHandler):
@@ -315,8 +302,6 @@ class Watcher:
         self._root = str(self.settings.root)
         self._root_prefix = self._root.rstrip(os.sep) + os.sep
         self._limit = max(1, int(self.settings.event_queue_limit))
-        self._debounce = self.settings.debounce_ms / 1000.0
-        self._max_delay = max(self._debounce, self.settings.max_debounce_ms / 1000.0)
 
         self._handler = _Handler(self)
         # One matcher for event filtering, polling and scans (IgnoreMatcher is not
@@ -326,17 +311,9 @@ class Watcher:
 
         # ---- pending state: guarded by _cond
         self._cond = threading.Condition()
-        self._pending: dict[str, None] = {}  # insertion-ordered set of relative paths
-        self._gone_dirs: dict[str, None] = {}
-        self._reconcile: str | None = None
-        self._rescope = False
-        self._unit_changes: dict[str, bool] = {}
-        self._all_units = False
-        self._fallback_units: set[str] = set()
-        self._first_at: float | None = None
-        self._last_at: float | None = None
-        self._urgent = False
-        self._not_before = 0.0  # error backoff
+        self._changes = ChangeQueue(
+            self._limit, self.settings.debounce_ms / 1000.0, self.settings.max_debounce_ms / 1000.0
+        )
         self._busy = False
         self._batch_first_at: float | None = None
         self._uncompacted = 0  # updates applied with compact=False since the last compaction
@@ -351,7 +328,7 @@ class Watcher:
         self._started_at: float | None = None
         self._updates_applied = 0
         self._reconciles = 0
-        self._overflows = 0
+        self._expand_overflows = 0  # batches whose directories held too many files
         self._events_seen = 0
         self._events_ignored = 0
         self._last_update_at: float | None = None
@@ -388,8 +365,7 @@ class Watcher:
             self._abort.clear()
             self._started_at = time.time()
             # Queued before the watches exist: events from now on are covered by it.
-            self._reconcile = "startup"
-            self._urgent = True
+            self._changes.request("startup")
         self.ci.watcher_status = self.status
         self._polling, self._native_error = {}, None  # re-decided for this run
         self._root_layout = False
@@ -455,10 +431,10 @@ class Watcher:
         polling_fallback (top-level directories polled, "." for the root), last_error."""
         with self._cond:
             now = time.monotonic()
-            oldest = self._first_at if self._has_work() else None
+            oldest = self._changes.first_at if self._changes.has_work() else None
             if self._busy and self._batch_first_at is not None:
                 oldest = min(oldest or self._batch_first_at, self._batch_first_at)
-            pending = self._pending_count()
+            pending = self._changes.pending_count()
             out: dict[str, Any] = {
                 "running": self._running,
                 "pid": os.getpid(),
@@ -466,7 +442,7 @@ class Watcher:
                 "mode": "polling" if self._use_polling or self._native_error else "native",
                 "layout": "root" if self._root_layout else "per-directory",
                 "pending": pending,
-                "reconcile_pending": self._reconcile,
+                "reconcile_pending": self._changes.reconcile,
                 "updating": self._busy and not self._compacting,
                 "compacting": self._compacting,
                 "uncompacted_updates": self._uncompacted,
@@ -479,7 +455,7 @@ class Watcher:
                 ),
                 "updates_applied": self._updates_applied,
                 "reconciles": self._reconciles,
-                "overflows": self._overflows,
+                "overflows": self._changes.overflows + self._expand_overflows,
                 "events_seen": self._events_seen,
                 "events_ignored": self._events_ignored,
                 "started_at": _iso(self._started_at),
@@ -498,7 +474,7 @@ class Watcher:
         after a write, use ``wait_for_update`` or poll the result you expect."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: not self._has_work() and not self._busy, timeout=timeout
+                lambda: not self._changes.has_work() and not self._busy, timeout=timeout
             )
 
     def wait_for_update(self, after: int, timeout: float | None = None) -> bool:
@@ -567,51 +543,10 @@ class Watcher:
             # A directory created or moved in below a top-level one needs nothing here:
             # watchdog reports its files (recursive inotify / polling snapshot diff).
 
-    def _queue(
-        self,
-        *,
-        path: str | None = None,
-        gone_dir: str | None = None,
-        unit: tuple[str, bool] | None = None,
-        rescope: bool = False,
-        reconcile: str | None = None,
-        fallback_unit: str | None = None,
-    ) -> None:
+    def _queue(self, **change: Any) -> None:
+        """Record one change (the keywords of ``ChangeQueue.add``), now; from any thread."""
         with self._cond:
-            was_idle = not self._has_work()
-            now = time.monotonic()
-            if unit is not None:
-                name, force = unit
-                self._unit_changes[name] = self._unit_changes.get(name, False) or force
-                if len(self._unit_changes) > self._limit:
-                    self._unit_changes.clear()
-                    self._all_units = True
-            if fallback_unit is not None:
-                self._fallback_units.add(fallback_unit)
-                self._urgent = True
-            if rescope:
-                self._rescope = True
-                reconcile = reconcile or "ignore rules changed"
-            if reconcile is not None and self._reconcile is None:
-                self._reconcile = reconcile
-            if self._reconcile is None:
-                # While a reconcile is queued (not yet started) it covers every path.
-                if path is not None:
-                    self._pending[path] = None
-                if gone_dir is not None:
-                    self._gone_dirs[gone_dir] = None
-                if self._pending_count() > self._limit:
-                    self._overflows += 1
-                    self._reconcile = f"event queue overflow (more than {self._limit} changes)"
-                    self._pending.clear()
-                    self._gone_dirs.clear()
-            else:
-                self._pending.clear()
-                self._gone_dirs.clear()
-            if self._first_at is None:
-                self._first_at = now
-            self._last_at = now
-            if was_idle or self._urgent:
+            if self._changes.add(time.monotonic(), **change):
                 self._cond.notify_all()
 
     def _on_watch_limit(self, path: bytes) -> None:
@@ -741,7 +676,7 @@ class Watcher:
         recursive = name != _ROOT_UNIT or self._root_layout
         if self._native is not None and name not in self._polling:
             with self._cond:
-                self._fallback_units.discard(name)
+                self._changes.take_fallback(name)
             try:
                 watch = self._native.schedule(
                     self._handler, path, recursive=recursive, event_filter=_EVENT_FILTER
@@ -754,8 +689,7 @@ class Watcher:
                 self._mark_polling(name, f"inotify: {exc.strerror or exc}")
             else:
                 with self._cond:
-                    hit = name in self._fallback_units
-                    self._fallback_units.discard(name)
+                    hit = self._changes.take_fallback(name)
                 if not hit:
                     self._units[name] = _Unit(self._native, watch, False, inode)
                     return
@@ -808,39 +742,18 @@ class Watcher:
             return self._closing or self._stop_requested or not self._running
 
     # ================================================================ worker
-    def _has_work(self) -> bool:
-        return bool(
-            self._pending
-            or self._gone_dirs
-            or self._reconcile
-            or self._rescope
-            or self._unit_changes
-            or self._all_units
-            or self._fallback_units
-        )
-
-    def _pending_count(self) -> int:
-        return len(self._pending) + len(self._gone_dirs)
-
-    def _due(self, now: float) -> float:
-        if self._stop_requested or self._urgent:
-            return now
-        last = self._last_at if self._last_at is not None else now
-        first = self._first_at if self._first_at is not None else now
-        return max(min(last + self._debounce, first + self._max_delay), self._not_before)
-
-    def _take(self) -> _Batch | None | str:
+    def _take(self) -> Batch | None | str:
         """Wait for the next batch (holding _cond). None: exit. "publish": the pending
         count changed and watcher.json is due for a rewrite. "compact": compact now."""
         while True:
             now = time.monotonic()
-            if self._stop_requested and (self._abort.is_set() or not self._has_work()):
+            if self._stop_requested and (self._abort.is_set() or not self._changes.has_work()):
                 if self._uncompacted and not self._abort.is_set():
                     return self._start_compaction()
                 return None
             if self._uncompacted >= _COMPACT_EVERY:
                 return self._start_compaction()
-            if not self._has_work():
+            if not self._changes.has_work():
                 if self._uncompacted:
                     quiet_in = self._last_applied_at + self._compact_after_idle - now
                     if quiet_in <= 0:
@@ -849,35 +762,17 @@ class Watcher:
                 else:
                     self._cond.wait()
                 continue
-            due = self._due(now)
+            due = now if self._stop_requested else self._changes.due(now)
             if now >= due:
                 break
             timeout = due - now
-            if self._pending_count() != self._published_pending:
+            if self._changes.pending_count() != self._published_pending:
                 publish_in = self._published_at + _PUBLISH_EVERY_S - now
                 if publish_in <= 0:
                     return "publish"
                 timeout = min(timeout, publish_in)
             self._cond.wait(timeout)
-        batch = _Batch(
-            paths=list(self._pending),
-            gone_dirs=list(self._gone_dirs),
-            reconcile=self._reconcile,
-            rescope=self._rescope,
-            units=dict(self._unit_changes),
-            all_units=self._all_units,
-            fallback_units=set(self._fallback_units),
-            first_at=self._first_at,
-        )
-        self._pending.clear()
-        self._gone_dirs.clear()
-        self._reconcile = None
-        self._rescope = False
-        self._unit_changes.clear()
-        self._all_units = False
-        self._fallback_units.clear()
-        self._first_at = self._last_at = None
-        self._urgent = False
+        batch = self._changes.take()
         self._busy = True
         self._batch_first_at = batch.first_at
         return batch
@@ -912,7 +807,7 @@ class Watcher:
             if batch == "compact":
                 self._compact()
                 continue
-            assert isinstance(batch, _Batch)
+            assert isinstance(batch, Batch)
             try:
                 self._apply(batch)
                 backoff = 0.0
@@ -923,11 +818,8 @@ class Watcher:
                     if not self._stop_requested:
                         # Redo the lost batch as a reconcile, after a growing pause.
                         backoff = min(_MAX_BACKOFF_S, max(1.0, backoff * 2))
-                        self._not_before = time.monotonic() + backoff
-                        if self._reconcile is None:
-                            self._reconcile = "retry after an error"
-                        if self._first_at is None:
-                            self._first_at = self._last_at = time.monotonic()
+                        now = time.monotonic()
+                        self._changes.retry(now, now + backoff, "retry after an error")
             finally:
                 with self._cond:
                     self._busy = False
@@ -936,7 +828,7 @@ class Watcher:
                     self._cond.notify_all()
             self._publish()  # at most once per applied batch
 
-    def _apply(self, batch: _Batch) -> None:
+    def _apply(self, batch: Batch) -> None:
         if batch.rescope:
             with self._matcher_lock:
                 self._matcher.invalidate()
@@ -951,7 +843,7 @@ class Watcher:
             paths = self._expand(batch.paths, batch.gone_dirs, scan)
             if paths is None:
                 with self._cond:
-                    self._overflows += 1
+                    self._expand_overflows += 1
                 reason = f"directory changes touch more than {self._limit} files"
         if paths is not None and not paths:
             return
@@ -1124,7 +1016,7 @@ class Watcher:
         state = self.status()
         with self._cond:
             self._published_at = now
-            self._published_pending = self._pending_count()
+            self._published_pending = self._changes.pending_count()
         try:
             runstate.write_state(self.settings.index_dir, runstate.WATCHER_FILE, state)
         except OSError as exc:
