@@ -332,7 +332,7 @@ def test_top_level_directories_come_and_go(watched: Harness, tmp_path: Path) -> 
 def test_many_top_level_directories_share_one_recursive_watch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from codeindex.watch import watcher as watch_module
+    from codeindex.watch import observers as watch_module
 
     monkeypatch.setattr(watch_module, "_MAX_DIR_WATCHES", 3)
     root = tmp_path / "repo"
@@ -340,7 +340,7 @@ def test_many_top_level_directories_share_one_recursive_watch(
     h = Harness(root)
     w = h.start()
     try:
-        assert w.status()["layout"] == "per-directory" and len(w._native.emitters) == 3
+        assert w.status()["layout"] == "per-directory" and len(w._observers.native.emitters) == 3
         for name in ("alpha", "beta"):  # four directories > 3: switch at run time
             write(root / name / "m.py", func(f"{name}_module_function"))
         eventually(
@@ -350,7 +350,7 @@ def test_many_top_level_directories_share_one_recursive_watch(
             ),
             "the switch to one recursive watch",
         )
-        assert len(w._native.emitters) == 1  # one watch, one emitter thread
+        assert len(w._observers.native.emitters) == 1  # one watch, one emitter thread
         write(root / "gamma" / "deep" / "g.py", func("gamma_deep_function"))
         write(root / "node_modules" / "dep" / "index.js", "module.exports = 1;\n")
         shutil.move(str(root / "alpha"), str(tmp_path / "alpha-outside"))
@@ -368,7 +368,7 @@ def test_many_top_level_directories_share_one_recursive_watch(
         w.stop()
         monkeypatch.setattr(watch_module, "_MAX_DIR_WATCHES", 1)
         w = h.start()  # decided at start too
-        assert w.status()["layout"] == "root" and len(w._native.emitters) == 1
+        assert w.status()["layout"] == "root" and len(w._observers.native.emitters) == 1
         assert snapshot(h.settings.index_dir) == fresh_snapshot(root, tmp_path)
     finally:
         h.stop()
@@ -626,7 +626,7 @@ def test_kernel_queue_overflow_triggers_a_reconcile(watched: Harness) -> None:
     from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent
 
     w = watched.watcher
-    fd = w._native_fd
+    fd = w._observers.native_fd
     assert fd is not None
     reconciles = w.status()["reconciles"]
     fd.handle_event(InotifyEvent(-1, InotifyConstants.IN_Q_OVERFLOW, 0, b""))  # as the kernel

@@ -10,22 +10,8 @@ Contracts:
   changes made while nothing was watching are picked up and nothing that changes during
   the pass is missed (the watches already exist). ``start()`` returns as soon as the
   watches are in place; ``wait_idle()`` waits for the reconcile to finish.
-* **What is watched.** The root itself (not recursively) plus one recursive watch per
-  top-level directory that is not ignored. Ignored top-level directories (``.git``,
-  ``node_modules``, ``.venv``, the index directory ...) get no watch at all, so they cost
-  no inotify watches and produce no events. Deeper ignored paths are dropped per event,
-  before anything is queued. Top-level directories that appear, vanish or move are
-  (un)scheduled by the worker, and a new one is scanned for files created before its
-  watch existed. watchdog runs a thread per watch, so with more than
-  ``_MAX_DIR_WATCHES`` top-level directories the root becomes one recursive watch
-  (status ``layout: "root"``; kept until restart) and ignored paths are dropped per event.
-* **Native first, polling as a fallback.** The native observer (inotify on Linux) is
-  used unless ``use_polling``; when the kernel runs out of inotify watches or instances
-  (ENOSPC / EMFILE, "inotify watch limit reached") for a top-level subtree — also while
-  watchdog adds watches for subdirectories, which it would otherwise swallow silently —
-  that subtree is polled instead (its ignored entries pruned) and rescanned once;
-  ``status()["polling_fallback"]`` names it. A kernel event-queue overflow (IN_Q_OVERFLOW)
-  queues a reconcile.
+* **Watches.** What is watched (the root, each non-ignored top-level directory), the
+  polling fallback and kernel overflows: ``observers.py`` and ``inotify.py``.
 * **Coalescing and debounce.** Events are coalesced per path. A batch is applied once no
   event arrived for ``settings.debounce_ms`` or, for a tree that never goes quiet, at the
   latest ``settings.max_debounce_ms`` after its first event. One batch is one
@@ -59,36 +45,15 @@ them up); a subtree that fell back to polling stays polled until the watcher res
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import errno
 import logging
 import os
-import stat
 import threading
 import time
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileAttribEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers.api import BaseObserver, ObservedWatch
-from watchdog.observers.polling import PollingObserverVFS
-
-from codeindex import discovery, runstate
+from codeindex import runstate
 from codeindex.errors import (
     BadCursorError,
     CodeIndexError,
@@ -99,6 +64,7 @@ from codeindex.errors import (
 from codeindex.pipeline import IndexReport, Progress
 from codeindex.service import CodeIndex
 from codeindex.watch.changes import Batch, ChangeQueue
+from codeindex.watch.observers import Observers
 
 # One logger for the whole package, named as before it was split: log lines keep reading
 # "codeindex.watch: ...".
@@ -106,8 +72,6 @@ log = logging.getLogger("codeindex.watch")
 
 __all__ = ["Watcher"]
 
-# Kernel resource errors that mean "no more native watches here": poll instead.
-_EXHAUSTED = (errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 _LOCK_RETRY_S = 0.25  # how often a batch retries while another process writes
 _PUBLISH_EVERY_S = 0.5  # watcher.json is rewritten at most this often (unless forced)
 _MAX_EVENT_PATHS = 100  # paths listed in one on_update event (path_count has the total)
@@ -117,156 +81,12 @@ _MAX_BACKOFF_S = 60.0
 # ``compact_after_idle`` seconds, after this many uncompacted updates in a row, and on a
 # flushing stop, so fragments and old versions stay bounded.
 _COMPACT_EVERY = 25
-# watchdog runs one emitter thread per watch: beyond this many top-level directories the
-# root is watched as ONE recursive watch instead (ignored directories then cost inotify
-# watches and produce events that are dropped one by one, but threads stay few).
-_MAX_DIR_WATCHES = 64
-_ROOT_UNIT = ""  # the root directory itself, watched non-recursively
-# The events asked of the kernel. Not opens, nor closes without a write: indexing opens
-# every file it sniffs, and a reconcile of a big tree would otherwise flood (and overflow)
-# the inotify queue with its own reads — and each overflow means another reconcile.
-_EVENT_FILTER = [
-    FileCreatedEvent,
-    FileModifiedEvent,
-    FileClosedEvent,
-    FileAttribEvent,
-    FileDeletedEvent,
-    FileMovedEvent,
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-]
-
-
-class _ShutdownNoise(logging.Filter):
-    """watchdog 7 logs an ERROR when an event is read while its emitter is being
-    stopped (a benign race); on Ctrl-C that reads like a failure, so drop it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "called when the thread is inactive" not in str(record.msg)
-
-
-logging.getLogger("watchdog.observers.inotify").addFilter(_ShutdownNoise())
 
 
 def _iso(ts: float | None) -> str | None:
     if not ts:
         return None
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
-
-
-class _Handler(FileSystemEventHandler):
-    """Forwards every event to the watcher. Runs in the observers' dispatch threads."""
-
-    def __init__(self, watcher: Watcher) -> None:
-        self._watcher = watcher
-
-    def dispatch(self, event: FileSystemEvent) -> None:
-        try:
-            self._watcher._on_event(event)
-        except Exception:  # never kill watchdog's dispatch thread
-            log.exception("watch: failed to handle %r", event)
-
-
-class _CallbackTap:
-    """Wraps one watchdog inotify watch group to hear about kernel queue overflows
-    (watchdog rebuilds its watches but reports no event for the changes it lost)."""
-
-    def __init__(self, inner: Any, on_overflow: Callable[[], None]) -> None:
-        self._inner = inner
-        self._on_overflow = on_overflow
-
-    def on_event(self, event: Any) -> None:
-        self._inner.on_event(event)
-
-    def on_watch_deleted(self, wd: Any) -> None:
-        self._inner.on_watch_deleted(wd)
-
-    def on_queue_overflow(self) -> None:
-        self._on_overflow()
-        self._inner.on_queue_overflow()
-
-
-class _InotifyTap:
-    """Stands in for watchdog's ``InotifyFD`` in front of its watch groups.
-
-    watchdog (7.x) swallows the OSError when it cannot add a watch for a subdirectory,
-    which would silently leave that directory unwatched; this records the failure so the
-    watcher can poll that subtree instead. Everything else is delegated unchanged.
-    """
-
-    def __init__(
-        self,
-        fd: Any,
-        on_exhausted: Callable[[bytes], None],
-        on_overflow: Callable[[], None],
-    ) -> None:
-        self._fd = fd
-        self._on_exhausted = on_exhausted
-        self._on_overflow = on_overflow
-        # One tap per watch group (watchdog de-duplicates overflow callbacks by identity).
-        self._taps: weakref.WeakValueDictionary[int, _CallbackTap] = weakref.WeakValueDictionary()
-
-    def add_callback(self, path: bytes, mask: Any, callback: Any, id_: Any) -> Any:
-        tap = self._taps.get(id(callback))
-        if tap is None or tap._inner is not callback:
-            tap = _CallbackTap(callback, self._on_overflow)
-            self._taps[id(callback)] = tap
-        try:
-            return self._fd.add_callback(path, mask, tap, id_)
-        except OSError as exc:
-            if exc.errno in _EXHAUSTED:
-                self._on_exhausted(path)
-            raise
-
-    def remove_callbacks(self, callbacks: Any) -> None:
-        self._fd.remove_callbacks(callbacks)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._fd, name)
-
-
-def _native_observer(
-    on_exhausted: Callable[[bytes], None], on_overflow: Callable[[], None]
-) -> tuple[BaseObserver, Any]:
-    """The platform's native observer; on Linux an inotify observer behind _InotifyTap.
-
-    Returns (observer, the real InotifyFD or None). Raises OSError when the kernel has
-    no inotify instance left.
-    """
-    try:
-        from watchdog.observers.inotify import InotifyEmitter
-        from watchdog.observers.inotify_c import InotifyFD
-    except (ImportError, OSError, AttributeError):  # not Linux, or another watchdog layout
-        from watchdog.observers import Observer
-
-        return Observer(), None
-
-    fd = InotifyFD()  # OSError(EMFILE) when the instance limit is reached
-
-    class _TappedInotifyObserver(BaseObserver):
-        # Mirrors watchdog's InotifyObserver, with the tap between emitters and the fd.
-        def __init__(self) -> None:
-            super().__init__(InotifyEmitter, inotify_fd=_InotifyTap(fd, on_exhausted, on_overflow))
-
-        def on_thread_stop(self) -> None:
-            super().on_thread_stop()
-            fd.stop()
-            with contextlib.suppress(RuntimeError):
-                fd.join(timeout=5)
-
-    fd.start()
-    return _TappedInotifyObserver(), fd
-
-
-@dataclass
-class _Unit:
-    """One scheduled watch: the root (non-recursive) or a top-level directory."""
-
-    observer: BaseObserver
-    watch: ObservedWatch
-    polling: bool
-    inode: tuple[int, int] | None
 
 
 class Watcher:
@@ -295,19 +115,14 @@ class Watcher:
         self.ci = code_index
         self.settings = code_index.settings
         self._on_update = on_update
-        self._use_polling = use_polling
         self._progress = progress
-        self._poll_interval = poll_interval
         self._compact_after_idle = compact_after_idle
         self._root = str(self.settings.root)
-        self._root_prefix = self._root.rstrip(os.sep) + os.sep
         self._limit = max(1, int(self.settings.event_queue_limit))
 
-        self._handler = _Handler(self)
-        # One matcher for event filtering, polling and scans (IgnoreMatcher is not
-        # thread-safe, and observer threads, pollers and the worker all use it).
-        self._matcher = discovery.IgnoreMatcher(self.settings)
-        self._matcher_lock = threading.Lock()
+        self._observers = Observers(
+            self.settings, use_polling=use_polling, poll_interval=poll_interval
+        )
 
         # ---- pending state: guarded by _cond
         self._cond = threading.Condition()
@@ -329,23 +144,12 @@ class Watcher:
         self._updates_applied = 0
         self._reconciles = 0
         self._expand_overflows = 0  # batches whose directories held too many files
-        self._events_seen = 0
-        self._events_ignored = 0
         self._last_update_at: float | None = None
         self._last_update: dict[str, Any] | None = None
         self._last_error: str | None = None
         self._published_at = 0.0
         self._published_pending = 0
 
-        # ---- observers: touched by start/stop and the worker only, under _units_lock
-        self._units_lock = threading.Lock()
-        self._units: dict[str, _Unit] = {}
-        self._polling: dict[str, str] = {}  # unit -> why it is polled
-        self._root_layout = False  # one recursive watch on the root (see _MAX_DIR_WATCHES)
-        self._native: BaseObserver | None = None
-        self._native_fd: Any = None  # watchdog's InotifyFD (tests use it to inject events)
-        self._poller: BaseObserver | None = None
-        self._native_error: str | None = None
         self._worker: threading.Thread | None = None
 
     # ================================================================ lifecycle
@@ -367,16 +171,12 @@ class Watcher:
             # Queued before the watches exist: events from now on are covered by it.
             self._changes.request("startup")
         self.ci.watcher_status = self.status
-        self._polling, self._native_error = {}, None  # re-decided for this run
-        self._root_layout = False
         try:
-            with self._units_lock:
-                self._start_observers()
-                self._sync_units(set(), all_units=True)
+            self._observers.start(self)
         except BaseException:
             with self._cond:
                 self._running = False
-            self._stop_observers()
+            self._observers.stop()
             raise
         self._worker = threading.Thread(target=self._run, name="codeindex-watch", daemon=True)
         self._worker.start()
@@ -392,8 +192,7 @@ class Watcher:
                 return
             self._closing = True
         # Observers first, so every event they already read lands in the pending set.
-        with self._units_lock:
-            self._stop_observers()
+        self._observers.stop()
         with self._cond:
             self._stop_requested = True
             if not flush:
@@ -439,8 +238,8 @@ class Watcher:
                 "running": self._running,
                 "pid": os.getpid(),
                 "root": self._root,
-                "mode": "polling" if self._use_polling or self._native_error else "native",
-                "layout": "root" if self._root_layout else "per-directory",
+                "mode": self._observers.mode,
+                "layout": "root" if self._observers.root_layout else "per-directory",
                 "pending": pending,
                 "reconcile_pending": self._changes.reconcile,
                 "updating": self._busy and not self._compacting,
@@ -456,16 +255,16 @@ class Watcher:
                 "updates_applied": self._updates_applied,
                 "reconciles": self._reconciles,
                 "overflows": self._changes.overflows + self._expand_overflows,
-                "events_seen": self._events_seen,
-                "events_ignored": self._events_ignored,
+                "events_seen": self._observers.events_seen,
+                "events_ignored": self._observers.events_ignored,
                 "started_at": _iso(self._started_at),
                 "last_error": self._last_error,
             }
-        polling = dict(self._polling)  # replaced wholesale by the worker, never mutated
+        polling = dict(self._observers.polling)  # replaced wholesale, never mutated
         out["polling_fallback"] = sorted(u or "." for u in polling)
         out["polling_reasons"] = {(u or "."): why for u, why in sorted(polling.items())}
-        if self._native_error:
-            out["native_error"] = self._native_error
+        if self._observers.native_error:
+            out["native_error"] = self._observers.native_error
         return out
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -486,258 +285,20 @@ class Watcher:
             )
             return self._updates_applied > after
 
-    # ================================================================ events
-    def _rel(self, path: str | bytes) -> str | None:
-        p = os.fsdecode(path)
-        if p == self._root:
-            return ""
-        if not p.startswith(self._root_prefix):
-            return None
-        return p[len(self._root_prefix) :].replace(os.sep, "/")
-
-    def _ignored(self, rel: str, is_dir: bool) -> bool:
-        with self._matcher_lock:
-            return self._matcher.is_ignored(rel, is_dir)
-
-    def _on_event(self, event: FileSystemEvent) -> None:
-        """Classify one watchdog event and queue what it means. O(path depth); no I/O
-        beyond ignore files the matcher has not cached yet."""
-        kind = event.event_type
-        if kind in ("opened", "closed_no_write"):
-            return
-        is_dir = event.is_directory
-        if is_dir and kind in ("modified", "attrib", "closed"):
-            return  # a directory's own metadata carries no content
-        with self._cond:
-            self._events_seen += 1
-        roles = [("src", event.src_path)]
-        if kind == "moved" and event.dest_path:
-            roles = [("src", event.src_path), ("dest", event.dest_path)]
-        for role, raw in roles:
-            rel = self._rel(raw)
-            if not rel:
-                continue  # outside the root, or the root itself
-            name = rel.rpartition("/")[2]
-            parent = rel.rpartition("/")[0]
-            if (
-                not is_dir
-                and name in discovery.IGNORE_FILENAMES
-                and not (parent and self._ignored(parent, True))
-            ):
-                self._queue(rescope=True)
-                continue
-            if self._ignored(rel, is_dir):
-                with self._cond:
-                    self._events_ignored += 1
-                continue
-            gone = kind == "deleted" or (kind == "moved" and role == "src")
-            if not is_dir:
-                self._queue(path=rel)
-            elif "/" not in rel and not self._root_layout:
-                # A top-level directory: its watch must follow it. A new one is scanned
-                # once watched (see _sync_units): files may predate its watch.
-                self._queue(unit=(rel, gone), gone_dir=rel if gone else None)
-            elif gone:
-                # Moved out of the tree or removed: files under it may get no event.
-                self._queue(gone_dir=rel)
-            # A directory created or moved in below a top-level one needs nothing here:
-            # watchdog reports its files (recursive inotify / polling snapshot diff).
-
-    def _queue(self, **change: Any) -> None:
+    # ================================================================ the observers' sink
+    def queue(self, **change: Any) -> None:
         """Record one change (the keywords of ``ChangeQueue.add``), now; from any thread."""
         with self._cond:
             if self._changes.add(time.monotonic(), **change):
                 self._cond.notify_all()
 
-    def _on_watch_limit(self, path: bytes) -> None:
-        """From the inotify tap (any thread): a watch could not be added under ``path``."""
-        rel = self._rel(path)
-        if rel is None:
-            return
-        log.warning("watch: inotify watch limit reached at %s", os.fsdecode(path))
-        self._queue(fallback_unit=_ROOT_UNIT if self._root_layout else rel.partition("/")[0])
+    def take_fallback(self, name: str) -> bool:
+        """``ChangeQueue.take_fallback``, under the lock (the observers' sink)."""
+        with self._cond:
+            return self._changes.take_fallback(name)
 
-    def _on_kernel_overflow(self) -> None:
-        log.warning("watch: the kernel's inotify event queue overflowed; reconciling")
-        self._queue(reconcile="inotify event queue overflowed (events were lost)")
-
-    # ================================================================ observers
-    def _start_observers(self) -> None:
-        if self._use_polling:
-            return
-        try:
-            self._native, self._native_fd = _native_observer(
-                self._on_watch_limit, self._on_kernel_overflow
-            )
-            self._native.start()
-        except OSError as exc:
-            self._native, self._native_fd = None, None
-            self._native_error = f"native file watching unavailable ({exc}); polling"
-            log.warning("watch: %s", self._native_error)
-
-    def _ensure_poller(self) -> BaseObserver:
-        if self._poller is None:
-            self._poller = PollingObserverVFS(
-                os.lstat, self._poll_listdir, polling_interval=self._poll_interval
-            )
-            self._poller.start()
-        return self._poller
-
-    def _poll_listdir(self, path: str | None) -> Any:
-        """os.scandir for the polling observer, with ignored entries pruned so polling
-        never walks node_modules and friends."""
-        base = self._rel(path or self._root) or ""
-        kept = []
-        with os.scandir(path) as it:
-            for entry in it:
-                rel = f"{base}/{entry.name}" if base else entry.name
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                except OSError:
-                    is_dir = False
-                if not self._ignored(rel, is_dir):
-                    kept.append(entry)
-        return iter(kept)
-
-    def _stop_observers(self) -> None:
-        for obs in (self._native, self._poller):
-            if obs is None:
-                continue
-            with contextlib.suppress(Exception):
-                obs.stop()
-            with contextlib.suppress(RuntimeError):
-                obs.join(timeout=10)
-        self._native = self._poller = None
-        self._native_fd = None
-        self._units.clear()
-
-    def _unit_wanted(self, name: str) -> tuple[bool, tuple[int, int] | None]:
-        if name == _ROOT_UNIT:
-            return True, None
-        try:
-            st = os.lstat(os.path.join(self._root, name))
-        except OSError:
-            return False, None
-        if not stat.S_ISDIR(st.st_mode) or self._ignored(name, True):
-            return False, None
-        return True, (st.st_dev, st.st_ino)
-
-    def _sync_units(self, changes: dict[str, bool] | set[str], all_units: bool) -> list[str]:
-        """(Un)schedule watches so that exactly the root and the non-ignored top-level
-        directories are watched. Returns top-level directories newly watched (to scan).
-        Call with _units_lock held and never with _cond held (observer locks)."""
-        if self._stopping():
-            return []
-        if self._root_layout:
-            if _ROOT_UNIT not in self._units:
-                self._watch(_ROOT_UNIT, None)
-            return []
-        names = dict.fromkeys(changes, False) if isinstance(changes, set) else dict(changes)
-        if all_units:
-            names.setdefault(_ROOT_UNIT, False)
-            with contextlib.suppress(OSError), os.scandir(self._root) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        names.setdefault(entry.name, False)
-            for name in list(self._units):
-                names.setdefault(name, False)
-        decisions = {name: self._unit_wanted(name) for name in names}
-        dirs = {n for n in self._units if n} | {n for n, (w, _) in decisions.items() if w and n}
-        dirs -= {n for n, (w, _) in decisions.items() if not w}
-        if len(dirs) > _MAX_DIR_WATCHES:
-            return self._switch_to_root_layout(len(dirs))
-        added = []
-        for name, force in sorted(names.items()):
-            want, inode = decisions[name]
-            have = self._units.get(name)
-            if have is not None and (force or not want or have.inode != inode):
-                self._unwatch(name)
-                have = None
-            if want and have is None:
-                self._watch(name, inode)
-                if name != _ROOT_UNIT:
-                    added.append(name)
-        return added
-
-    def _switch_to_root_layout(self, count: int) -> list[str]:
-        log.info("watch: %d top-level directories; watching the root recursively", count)
-        for name in list(self._units):
-            self._unwatch(name)
-        self._polling = {}
-        self._root_layout = True
-        self._watch(_ROOT_UNIT, None)
-        # Changes while the watches were swapped may be missed (at start this merges
-        # into the startup reconcile).
-        self._queue(reconcile=f"{count} top-level directories: now one recursive watch")
-        return []
-
-    def _watch(self, name: str, inode: tuple[int, int] | None) -> None:
-        path = os.path.join(self._root, name) if name else self._root
-        recursive = name != _ROOT_UNIT or self._root_layout
-        if self._native is not None and name not in self._polling:
-            with self._cond:
-                self._changes.take_fallback(name)
-            try:
-                watch = self._native.schedule(
-                    self._handler, path, recursive=recursive, event_filter=_EVENT_FILTER
-                )
-            except OSError as exc:
-                if exc.errno not in _EXHAUSTED:
-                    if not os.path.isdir(path):
-                        return  # vanished meanwhile; its parent's event will follow
-                    raise
-                self._mark_polling(name, f"inotify: {exc.strerror or exc}")
-            else:
-                with self._cond:
-                    hit = self._changes.take_fallback(name)
-                if not hit:
-                    self._units[name] = _Unit(self._native, watch, False, inode)
-                    return
-                # Some subdirectory could not get a watch: poll the whole subtree.
-                with contextlib.suppress(Exception):
-                    self._native.unschedule(watch)
-                self._mark_polling(name, "inotify watch limit reached")
-        try:
-            watch = self._ensure_poller().schedule(
-                self._handler, path, recursive=recursive, event_filter=_EVENT_FILTER
-            )
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        self._units[name] = _Unit(self._poller, watch, True, inode)  # type: ignore[arg-type]
-
-    def _mark_polling(self, name: str, why: str) -> None:
-        log.warning("watch: polling %s instead of native events (%s)", name or ".", why)
-        self._polling = {**self._polling, name: why}
-
-    def _unwatch(self, name: str) -> None:
-        unit = self._units.pop(name, None)
-        if unit is None:
-            return
-        with contextlib.suppress(Exception):  # its emitter may already have stopped itself
-            unit.observer.unschedule(unit.watch)
-        if name in self._polling and name != _ROOT_UNIT:
-            self._polling = {k: v for k, v in self._polling.items() if k != name}
-
-    def _fall_back(self, names: set[str]) -> list[str]:
-        """Replace the native watches of ``names`` by polling ones; returns the units
-        to rescan (changes may have been missed while they were unwatched)."""
-        if self._stopping():
-            return []
-        rescan = []
-        for name in sorted(names):
-            unit = self._units.get(name)
-            if unit is None or unit.polling:
-                continue
-            self._unwatch(name)
-            self._mark_polling(name, "inotify watch limit reached")
-            self._watch(name, unit.inode)
-            if name == _ROOT_UNIT:  # the root: rescanning means a reconcile
-                self._queue(reconcile="the root switched to polling")
-            else:
-                rescan.append(name)
-        return rescan
-
-    def _stopping(self) -> bool:
+    def stopping(self) -> bool:
+        """True once stop() began or before start(): watches stay as they are."""
         with self._cond:
             return self._closing or self._stop_requested or not self._running
 
@@ -830,13 +391,14 @@ class Watcher:
 
     def _apply(self, batch: Batch) -> None:
         if batch.rescope:
-            with self._matcher_lock:
-                self._matcher.invalidate()
+            self._observers.invalidate_ignores()
         scan: list[str] = []  # top-level directories newly watched: files may predate it
         if batch.units or batch.all_units or batch.rescope or batch.fallback_units:
-            with self._units_lock:
-                scan += self._sync_units(batch.units, all_units=batch.all_units or batch.rescope)
-                scan += self._fall_back(batch.fallback_units)
+            scan = self._observers.rewatch(
+                batch.units,
+                all_units=batch.all_units or batch.rescope,
+                fallback=batch.fallback_units,
+            )
         reason = batch.reconcile
         paths: list[str] | None = None
         if reason is None:
@@ -953,7 +515,7 @@ class Watcher:
                         is_dir = entry.is_dir(follow_symlinks=False)
                     except OSError:
                         is_dir = False
-                    if self._ignored(rel, is_dir):
+                    if self._observers.ignored(rel, is_dir):
                         continue
                     if is_dir:
                         stack.append(rel)
