@@ -1,9 +1,8 @@
 """The observers: which directories are watched, how, and what their events mean.
 
-``Observers`` owns watchdog's observers and the scheduled watches, and turns each event
-into a change for the watcher's queue (through a ``ChangeSink``). The adapters between
-watchdog and the kernel are here too: ``_InotifyTap`` in front of watchdog's inotify fd,
-the pruned ``listdir`` of the polling observer (the inotify seam is ``inotify.py``).
+``Observers`` owns watchdog's observers (native from ``inotify.py``, or polling through
+a ``listdir`` that prunes ignored entries) and the scheduled watches, and turns each
+event into a change for the worker's queue (through a ``ChangeSink``).
 
 * **What is watched.** The root itself (not recursively) plus one recursive watch per
   top-level directory that is not ignored. Ignored top-level directories (``.git``,
@@ -20,9 +19,9 @@ the pruned ``listdir`` of the polling observer (the inotify seam is ``inotify.py
   watchdog adds watches for subdirectories, which it would otherwise swallow silently —
   that subtree is polled instead (its ignored entries pruned) and rescanned once;
   ``polling`` names it. A kernel event-queue overflow (IN_Q_OVERFLOW) queues a reconcile.
-* **Ignore files.** A change to a ``.gitignore`` / ``.codeindexignore`` queues a rescope
-  (the worker calls ``invalidate_ignores`` and ``rewatch`` with every unit, then
-  reconciles).
+* **Ignore files.** A change to a ``.gitignore`` / ``.codeindexignore`` queues a rescope:
+  the worker calls ``invalidate_ignores`` and ``rewatch`` with every unit, then
+  reconciles, so newly ignored files leave the index and newly un-ignored ones enter it.
 
 Threads: events arrive on watchdog's dispatch threads; ``start``, ``stop`` and
 ``rewatch`` run on the watcher's threads, serialised by one lock here. The ignore
@@ -60,7 +59,8 @@ from codeindex import discovery
 from codeindex.config import Settings
 from codeindex.watch.inotify import EXHAUSTED, native_observer
 
-# The package's one logger (see watcher.py).
+# One logger for the package, named as before it was split: log lines keep reading
+# "codeindex.watch: ...".
 log = logging.getLogger("codeindex.watch")
 
 # watchdog runs one emitter thread per watch: beyond this many top-level directories the
