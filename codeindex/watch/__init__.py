@@ -14,6 +14,8 @@ Modules, one job each (callers import from ``codeindex.watch`` only):
   max-debounce, overflow to one reconcile. Pure: no threads, no I/O, time passed in.
 * ``worker.py``: the one thread that applies batches through ``CodeIndex.index``,
   compacts when the tree is quiet, and publishes status to ``watcher.json``.
+* ``expand.py``: a batch's directories as file paths (the index's listing under a
+  vanished directory, discovery's walk under a newly watched one).
 
 The contracts are stated in each module's docstring. Known limits: files reached only
 through a symlinked directory, and ``.git/info/exclude`` edits, are not watched (the next

@@ -195,8 +195,7 @@ class Observers:
             return None
         return p[len(self._root_prefix) :].replace(os.sep, "/")
 
-    def ignored(self, rel: str, is_dir: bool) -> bool:
-        """Would discovery leave ``rel`` out? (The watcher's cached ignore rules.)"""
+    def _ignored(self, rel: str, is_dir: bool) -> bool:
         with self._matcher_lock:
             return self._matcher.is_ignored(rel, is_dir)
 
@@ -223,11 +222,11 @@ class Observers:
             if (
                 not is_dir
                 and name in discovery.IGNORE_FILENAMES
-                and not (parent and self.ignored(parent, True))
+                and not (parent and self._ignored(parent, True))
             ):
                 self._queue(rescope=True)
                 continue
-            if self.ignored(rel, is_dir):
+            if self._ignored(rel, is_dir):
                 with self._counts_lock:
                     self.events_ignored += 1
                 continue
@@ -290,7 +289,7 @@ class Observers:
                     is_dir = entry.is_dir(follow_symlinks=False)
                 except OSError:
                     is_dir = False
-                if not self.ignored(rel, is_dir):
+                if not self._ignored(rel, is_dir):
                     kept.append(entry)
         return iter(kept)
 
@@ -313,7 +312,7 @@ class Observers:
             st = os.lstat(os.path.join(self._root, name))
         except OSError:
             return False, None
-        if not stat.S_ISDIR(st.st_mode) or self.ignored(name, True):
+        if not stat.S_ISDIR(st.st_mode) or self._ignored(name, True):
             return False, None
         return True, (st.st_dev, st.st_ino)
 

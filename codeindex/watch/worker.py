@@ -6,12 +6,11 @@ the queue through the worker's ``queue`` / ``take_fallback`` / ``stopping`` (it 
 ``ChangeSink``). Everything the condition guards lives here: the queue, the lifecycle
 flags, the statistics that ``status()`` reports.
 
-* **One batch, one index call.** A batch is one ``CodeIndex.index(paths=...)``: vanished
-  directories are expanded to the paths the index holds under them, newly watched
-  top-level directories to the files on disk (their files may predate the watch), and
-  existing paths are listed before vanished ones so that in a rename/move the new path
-  is written (reusing the stored vectors of identical chunks) before the old path's
-  chunks are deleted — a pure move embeds nothing. A batch whose expansion passes
+* **One batch, one index call.** A batch is one ``CodeIndex.index(paths=...)``: its
+  directories are expanded to file paths (``expand.py``), and existing paths are listed
+  before vanished ones so that in a rename/move the new path is written (reusing the
+  stored vectors of identical chunks) before the old path's chunks are deleted — a pure
+  move embeds nothing. A batch whose expansion passes
   ``settings.event_queue_limit`` paths, or any reconcile request, is a full
   ``CodeIndex.index()`` instead (it streams). A failed batch is redone as a reconcile
   after a growing pause (at most ``_MAX_BACKOFF_S``).
@@ -40,15 +39,14 @@ from typing import Any
 
 from codeindex import runstate
 from codeindex.errors import (
-    BadCursorError,
     CodeIndexError,
-    IndexMissingError,
     LockBusyError,
     PathOutsideRootError,
 )
 from codeindex.pipeline import IndexReport, Progress
 from codeindex.service import CodeIndex
 from codeindex.watch.changes import Batch, ChangeQueue
+from codeindex.watch.expand import expand
 from codeindex.watch.observers import Observers
 
 # One logger for the package, named as before it was split: log lines keep reading
@@ -360,7 +358,7 @@ class Worker:
         reason = batch.reconcile
         paths: list[str] | None = None
         if reason is None:
-            paths = self._expand(batch.paths, batch.gone_dirs, scan)
+            paths = expand(self.ci, batch.paths, batch.gone_dirs, scan, self._limit)
             if paths is None:
                 with self._cond:
                     self._expand_overflows += 1
@@ -409,79 +407,6 @@ class Worker:
                     self._cond.wait(_LOCK_RETRY_S)
                     if self._abort.is_set():
                         return None
-
-    def _expand(
-        self, paths: list[str], gone_dirs: list[str], scan_dirs: list[str]
-    ) -> list[str] | None:
-        """The batch as file paths; None when it exceeds event_queue_limit (reconcile)."""
-        out = dict.fromkeys(paths)
-        # Only the outermost of nested directories needs expanding.
-        for rel_dir in _outermost(gone_dirs):
-            found = self._indexed_under(rel_dir)
-            if found is None:
-                return None
-            out.update(dict.fromkeys(found))
-            if len(out) > self._limit:
-                return None
-        for rel_dir in _outermost(scan_dirs):
-            found = self._files_under(rel_dir, self._limit - len(out))
-            if found is None:
-                return None
-            out.update(dict.fromkeys(found))
-            if len(out) > self._limit:
-                return None
-        return list(out)
-
-    def _indexed_under(self, rel_dir: str) -> list[str] | None:
-        """Paths the index holds (indexed or skipped) under ``rel_dir``."""
-        prefix = rel_dir + "/"
-        found: list[str] = []
-        for skipped in (False, True):
-            cursor = ""
-            while True:
-                try:
-                    res = self.ci.list_files(
-                        page_size=500, cursor=cursor, glob=f"{rel_dir}/**", skipped=skipped
-                    )
-                except IndexMissingError:
-                    return found
-                except BadCursorError:
-                    return None  # the index moved on under us: let a reconcile decide
-                found.extend(f.path for f in res.files if f.path.startswith(prefix))
-                if len(found) > self._limit:
-                    return None
-                cursor = res.next_cursor or ""
-                if not cursor:
-                    break
-        return found
-
-    def _files_under(self, rel_dir: str, budget: int) -> list[str] | None:
-        """Files on disk under ``rel_dir``, ignored subtrees pruned (symlinked
-        directories are not entered). None when more than ``budget``."""
-        found: list[str] = []
-        stack = [rel_dir]
-        while stack:
-            d = stack.pop()
-            try:
-                it = os.scandir(os.path.join(self._root, d))
-            except OSError:
-                continue
-            with it:
-                for entry in it:
-                    rel = f"{d}/{entry.name}"
-                    try:
-                        is_dir = entry.is_dir(follow_symlinks=False)
-                    except OSError:
-                        is_dir = False
-                    if self._observers.ignored(rel, is_dir):
-                        continue
-                    if is_dir:
-                        stack.append(rel)
-                        continue
-                    found.append(rel)
-                    if len(found) > budget:
-                        return None
-        return found
 
     def _record(
         self,
@@ -541,12 +466,3 @@ class Worker:
             runstate.write_state(self.settings.index_dir, runstate.WATCHER_FILE, state)
         except OSError as exc:
             log.debug("watch: cannot write %s: %s", runstate.WATCHER_FILE, exc)
-
-
-def _outermost(dirs: list[str]) -> list[str]:
-    """Drop directories nested in another one of the list."""
-    out: list[str] = []
-    for d in sorted(set(dirs)):
-        if not out or not (d == out[-1] or d.startswith(out[-1] + "/")):
-            out.append(d)
-    return out
