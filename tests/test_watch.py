@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -635,6 +636,43 @@ def test_kernel_queue_overflow_triggers_a_reconcile(watched: Harness) -> None:
     # Watching still works after watchdog rebuilt its watches.
     write(watched.root / "src" / "after.py", func("after_kernel_overflow"))
     eventually(w, lambda: shows(watched.reader, "src/after.py", "after_kernel_overflow"), "edit")
+
+
+class _WatchGroup:
+    """Stands in for one of watchdog's inotify watch groups (only the callback API)."""
+
+    def on_event(self, event: Any) -> None:
+        pass
+
+    def on_watch_deleted(self, wd: Any) -> None:
+        pass
+
+    def on_queue_overflow(self) -> None:
+        pass
+
+
+def test_a_directory_registered_twice_raises_no_warning(tmp_path: Path) -> None:
+    # watchdog registers a subdirectory made by `mkdir -p` twice (by listing its new
+    # parent and by its own IN_CREATE), putting the same callback back; it used to warn
+    # "Callback with id ... already exists ... Overwritten" by timing. Register twice
+    # on purpose: the warning must not surface.
+    from watchdog.observers.inotify_c import InotifyConstants
+
+    from codeindex.watch.inotify import _InotifyTap, native_observer
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _observer, fd = native_observer(lambda path: None, lambda: None)
+        try:
+            tap = _InotifyTap(fd, lambda path: None, lambda: None)
+            group = _WatchGroup()
+            wds = {tap.add_callback(os.fsencode(tmp_path), InotifyConstants.IN_CREATE, group, 1)}
+            wds.add(tap.add_callback(os.fsencode(tmp_path), InotifyConstants.IN_CREATE, group, 1))
+        finally:
+            fd.stop()
+            fd.join(timeout=10)
+    assert len(wds) == 1  # one watch, registered twice
+    assert [str(w.message) for w in seen] == []
 
 
 # ---------------------------------------------------------------------------- CLI

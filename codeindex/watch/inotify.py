@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import re
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +34,28 @@ class _ShutdownNoise(logging.Filter):
 
 
 logging.getLogger("watchdog.observers.inotify").addFilter(_ShutdownNoise())
+
+
+def _quiet_reregistration() -> None:
+    """Drop watchdog's warning about a directory registered twice.
+
+    When a directory is created inside a recursively watched one, watchdog adds a watch
+    for it and lists it to watch its subdirectories. A subdirectory created in between
+    (``mkdir -p a/b``) is registered by that listing and again by its own IN_CREATE
+    event, which the kernel reports because its parent is already watched. The second
+    registration puts the same callback back (the watch group's one tap), so nothing
+    changes, but watchdog warns "Callback with id ... already exists for watch ... It
+    will be Overwritten." — intermittently, by timing. watchdog attributes the warning
+    to its caller, ``_InotifyTap.add_callback``, so only warnings from this module are
+    dropped. Installed per observer rather than at import: test runners and
+    ``warnings.catch_warnings`` put back the filter list they started with.
+    """
+    warnings.filterwarnings(
+        "ignore",
+        message=r"Callback with id .* already exists for watch",
+        category=RuntimeWarning,
+        module=re.escape(__name__) + r"\Z",
+    )
 
 
 class _CallbackTap:
@@ -108,6 +132,7 @@ def native_observer(
 
         return Observer(), None
 
+    _quiet_reregistration()  # idempotent: filterwarnings replaces an equal filter
     fd = InotifyFD()  # OSError(EMFILE) when the instance limit is reached
 
     class _TappedInotifyObserver(BaseObserver):
