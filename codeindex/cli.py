@@ -10,6 +10,7 @@ files failed to read or embed (listed); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -106,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, root: str):
+def _settings(args: argparse.Namespace, root: str, **overrides: Any):
     from codeindex.config import load_settings
 
-    return load_settings(root, index_dir=getattr(args, "index_dir", None))
+    return load_settings(root, index_dir=getattr(args, "index_dir", None), **overrides)
 
 
 def _print_json(data: Any) -> None:
@@ -337,16 +338,96 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# ---------------------------------------------------------------- watch / mcp
+# ---------------------------------------------------------------- watch
 def cmd_watch(args: argparse.Namespace) -> int:
+    """``codeindex watch [PATH]``: reconcile, then follow the tree until Ctrl-C.
+
+    The first Ctrl-C (or SIGTERM) stops cleanly after applying pending changes (exit 0);
+    a second one abandons them (exit 130; the next start's reconcile redoes them).
+    ``--json`` prints one JSON line per applied update on stdout; otherwise one line of
+    text. Messages go to stderr.
+    """
     try:
-        from codeindex.watch import run_watch_cli
+        from codeindex.watch import Watcher
     except ImportError:
         _err("watch mode is not available in this build")
         return EXIT_ERROR
-    return run_watch_cli(args)
+    from codeindex import runstate
+    from codeindex.embedding import IdleUnloader
+    from codeindex.service import CodeIndex
+
+    settings = _settings(args, args.path, debounce_ms=args.debounce_ms)
+    ci = CodeIndex(settings, long_lived=True)
+
+    def on_update(event: dict[str, Any]) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            sys.stdout.write(_watch_line(event, as_json=args.json) + "\n")
+            sys.stdout.flush()
+
+    other = runstate.watcher_state(settings.index_dir)
+    if other.get("running") and other.get("pid") != os.getpid():
+        sys.stderr.write(
+            f"codeindex: note: another watcher (pid {other.get('pid')}) is already "
+            "keeping this index fresh; both will apply updates.\n"
+        )
+    watcher = Watcher(ci, on_update=on_update, use_polling=args.polling)
+    # Between bursts of edits the model's memory goes back to the system; the next
+    # update that has chunks to embed reloads it.
+    unloader = IdleUnloader(ci.embedder, settings.idle_unload_minutes).start()
+    stop = threading.Event()
+    interrupts = [0]
+
+    def on_signal(signum: int, frame: Any) -> None:
+        interrupts[0] += 1
+        if interrupts[0] == 1:
+            stop.set()
+            sys.stderr.write("\ncodeindex: stopping after pending changes (Ctrl-C to abandon)\n")
+        else:
+            watcher.abort()
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        watcher.start()
+        st = watcher.status()
+        extra = f"; polling {', '.join(st['polling_fallback'])}" if st["polling_fallback"] else ""
+        sys.stderr.write(
+            f"codeindex: watching {settings.root} ({st['mode']}{extra}); Ctrl-C to stop\n"
+        )
+        while not stop.wait(3600):
+            pass
+        watcher.stop(flush=True)
+    finally:
+        if watcher.status()["running"]:
+            watcher.stop(flush=False)
+        unloader.stop()
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    return EXIT_INTERRUPTED if interrupts[0] > 1 else EXIT_OK
 
 
+def _watch_line(event: dict[str, Any], as_json: bool) -> str:
+    """One applied update (``Watcher`` ``on_update`` event) as one line of output: the
+    event as JSON, or a sentence naming the paths (three at most) and the timings."""
+    if as_json:
+        return json.dumps(event, default=str)
+    if event["event"] == "reconcile":
+        return (
+            f"{event['at']} reconciled ({event['reason']}): {event['added']} added, "
+            f"{event['updated']} updated, {event['deleted']} deleted; "
+            f"{event['chunks_embedded']} chunks embedded, {event['chunks_reused']} reused "
+            f"in {event['seconds']:.2f}s"
+        )
+    shown = ", ".join(event["paths"][:3])
+    more = event["path_count"] - min(3, event["path_count"])
+    return (
+        f"{event['at']} {shown}{f' (+{more} more)' if more else ''}: "
+        f"{event['chunks_embedded']} chunks embedded, {event['chunks_reused']} reused "
+        f"in {event['seconds']:.2f}s, lag {event['lag_seconds']:.2f}s"
+    )
+
+
+# ---------------------------------------------------------------- mcp
 def cmd_mcp(args: argparse.Namespace) -> int:
     try:
         from codeindex.mcp.server import run_server

@@ -33,15 +33,19 @@ def run(args: list[str], cwd: Path | None = None, **env: str) -> subprocess.Comp
     )
 
 
-def test_help_is_fast_and_does_not_import_torch() -> None:
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [(["--help"], ("search", "list-files")), (["watch", "--help"], ("--debounce-ms", "--polling"))],
+)
+def test_help_is_fast_and_does_not_import_torch(argv: list[str], expect: tuple[str, ...]) -> None:
     code = (
-        "import sys\nfrom codeindex.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"import sys\nfrom codeindex.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules and 'lancedb' not in sys.modules, 'heavy import'\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert "search" in res.stdout and "list-files" in res.stdout
+    assert all(word in res.stdout for word in expect), res.stdout
 
 
 def test_index_search_list_status_json(sample_repo: Path) -> None:

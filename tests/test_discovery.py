@@ -280,6 +280,45 @@ def test_symlinks_outside_root_and_dangling(tmp_path: Path, repo: Path) -> None:
     assert "dangling" in got["dangling.py"].detail  # type: ignore[union-attr]
 
 
+def test_walk_under_a_directory_is_the_full_walk_restricted_to_it(repo: Path) -> None:
+    write(repo, ".gitignore", "*.log\nbuild/\n!build/kept.py\n")  # too late: build/ is pruned
+    write(repo, "pkg/.gitignore", "!keep.log\nlocal/\n")
+    for rel in ("pkg/a.py", "pkg/keep.log", "pkg/drop.log", "pkg/sub/b.py", "pkg/sub/deep/c.go"):
+        write(repo, rel)
+    write(repo, "pkg/local/ignored.py")  # ignored by the nested .gitignore
+    write(repo, "pkg/.env", "TOKEN=1\n")  # deny-listed
+    write(repo, "pkg/blob.bin", b"\0\1\2")  # Skipped(binary)
+    write(repo, "pkg/package-lock.json", "{}\n")  # Skipped(generated)
+    write(repo, "other/o.py")
+    write(repo, "build/kept.py")
+    os.symlink("a.py", repo / "pkg" / "alias.py")  # a symlinked file: yielded as a file
+    os.symlink("../other", repo / "pkg" / "linked")  # a symlinked directory: not entered
+    os.symlink("pkg", repo / "pkglink")
+    settings = settings_for(repo)
+    full = [(i.path, type(i), getattr(i, "reason", None)) for i in walk(settings)]
+    under = [(i.path, type(i), getattr(i, "reason", None)) for i in walk(settings, "pkg")]
+    assert under == [f for f in full if f[0].startswith("pkg/")]  # same items, same order
+    assert {p for p, kind, _ in under if kind is SourceFile} == {
+        "pkg/.gitignore",
+        "pkg/a.py",
+        "pkg/alias.py",
+        "pkg/keep.log",
+        "pkg/sub/b.py",
+        "pkg/sub/deep/c.go",
+    }
+    assert {p for p, kind, _ in under if kind is Skipped} == {
+        "pkg/blob.bin",
+        "pkg/package-lock.json",
+    }
+    assert [i.path for i in walk(settings, "pkg/sub/")] == ["pkg/sub/b.py", "pkg/sub/deep/c.go"]
+    # Nothing for what the full walk does not list as a directory of its own.
+    for nothing in ("build", "pkg/local", "pkg/a.py", "missing", ".git", "pkglink", "pkglink/sub"):
+        assert list(walk(settings, nothing)) == [], nothing
+    assert [i.path for i in walk(settings, ".")] == [p for p, _, _ in full]  # the root
+    with pytest.raises(PathOutsideRootError):
+        list(walk(settings, "../repo"))
+
+
 # --------------------------------------------------------------------------- per-file skips
 
 

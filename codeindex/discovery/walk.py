@@ -52,7 +52,10 @@ class _Walker:
         # directory reachable both ways is indexed under its real path.
         self.deferred: deque[tuple[str, str, str]] = deque()  # (rel, abs, parent abs)
 
-    def run(self) -> Iterator[SourceFile | Skipped]:
+    def run(self, under: str = "") -> Iterator[SourceFile | Skipped]:
+        if under:
+            yield from self._run_under(under)
+            return
         try:
             st = os.stat(self.root)
             if not stat.S_ISDIR(st.st_mode):
@@ -64,6 +67,26 @@ class _Walker:
         while self.deferred:
             rel, abs_path, parent_abs = self.deferred.popleft()
             yield from self._enter_symlinked_dir(rel, abs_path, parent_abs)
+
+    def _run_under(self, under: str) -> Iterator[SourceFile | Skipped]:
+        rel, logical, canonical = _resolve(self.settings, under)
+        if not rel:
+            yield from self.run()
+            return
+        # Through a symlinked directory (the full walk reaches it under its real path or
+        # after the real tree), or pruned by the rules: the full walk lists nothing here.
+        if canonical != rel or self.matcher.is_ignored(rel, True):
+            return
+        try:
+            st = os.lstat(logical)
+        except OSError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        self.visited.add((st.st_dev, st.st_ino))
+        yield from self._walk_tree(rel, logical)
+        # self.deferred (symlinked directories) is not walked: which of them the full walk
+        # enters depends on the real directories outside this subtree (see walk()).
 
     def _root_error(self, exc: OSError) -> CodeIndexError:
         # Not a per-file problem: yielding nothing here would look like "every file was
@@ -164,8 +187,15 @@ class _Walker:
         return classify_file(self.settings, rel, abs_path, st, self.matcher)
 
 
-def walk(settings: Settings) -> Iterator[SourceFile | Skipped]:
+def walk(settings: Settings, under: str = "") -> Iterator[SourceFile | Skipped]:
     """Stream the tree under ``settings.root`` as SourceFile / Skipped values.
+
+    ``under`` (a directory relative to the root, POSIX) walks only that subtree, with
+    the same ignore, deny and classification rules: what the full walk yields under it,
+    in the same order, except what the full walk reaches through a symlinked directory
+    (such directories are not entered). Nothing is yielded when ``under`` is ignored,
+    deny-listed, missing, not a directory, or reached through a symlinked directory;
+    PathOutsideRootError when it is absolute or escapes with ``..``.
 
     Metadata only, never file contents (the 8 KiB sniff for NUL bytes and generated text
     is not retained).
@@ -175,7 +205,7 @@ def walk(settings: Settings) -> Iterator[SourceFile | Skipped]:
     unlistable root raises (CodeIndexError), because an empty walk would read as
     "everything was deleted".
     """
-    return _Walker(settings).run()
+    return _Walker(settings).run(under)
 
 
 # --------------------------------------------------------------------------- single paths
