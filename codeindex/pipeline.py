@@ -10,6 +10,11 @@ Crash safety: a file's row in the files table is written only after its chunks
 (and, for small files, in the same flush, after one atomic chunk swap), so a killed
 run leaves every file either fully old, fully new, or marked incomplete; the next
 run redoes exactly those and embeds whatever still lacks a vector.
+
+Why one module of ~600 lines: the crash-safety order above (chunks, then the file row,
+then vectors) is one sequence over shared run state (the write buffer, the reader
+queue, the report); the stages it drives (discovery, chunking, embedding, storage) and
+its values (``types``) already live in their own modules.
 """
 
 from __future__ import annotations

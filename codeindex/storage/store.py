@@ -8,6 +8,12 @@ Contracts:
   file half-replaced and a killed run never leaves duplicates.
 * Old versions are removed by ``optimize`` after ``retention`` so disk does not grow
   without bound; readers that opened with a consistency interval keep working.
+
+Why one module of ~600 lines: it is the one ``Store`` class, the domain API over the
+three tables, and every method is a few lines of LanceDB calls; the Arrow row code
+(``rows.py``), the SQL (``filters.py``), schemas, cursors and index upkeep
+(``maintenance.py``) already live beside it. Splitting the class would split the
+write path's ordering (chunks before files, one commit per swap) across files.
 """
 
 from __future__ import annotations
