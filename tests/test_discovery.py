@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -17,8 +21,10 @@ from codeindex.discovery import (
     resolve_inside_root,
     walk,
 )
+from codeindex.discovery import ignore as ignore_module
 from codeindex.errors import CodeIndexError, PathOutsideRootError
 from codeindex.types import Skipped, SkipReason, SourceFile
+from tests.conftest import fake_settings
 
 
 def write(root: Path, rel: str, content: str | bytes = "x = 1\n") -> Path:
@@ -370,6 +376,193 @@ def test_unreadable_file_and_directory(repo: Path, monkeypatch: pytest.MonkeyPat
     }
 
 
+# --------------------------------------------------------------------------- files discovery reads
+
+# Discovery reads ignore files and a ``.git`` file itself. A repository can commit any of
+# these in their place: reading /dev/zero or /dev/urandom never ends, opening a FIFO
+# blocks forever.
+ODD_KINDS = ("dev_zero", "dev_urandom", "fifo")
+
+
+def make_odd(path: Path, kind: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink("/dev/" + kind.removeprefix("dev_"), path)
+
+
+# Walks in a child process capped at 1 GiB of address space and a timeout, so that a
+# discovery that reads /dev/zero or opens a FIFO fails this test instead of eating the
+# machine's memory or hanging the suite. Prints the walk and the warnings as JSON.
+_BOUNDED_WALK = r"""
+import json, logging, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from codeindex.config import load_settings
+from codeindex.discovery import walk
+from codeindex.types import Skipped
+
+warnings = []
+
+class Keep(logging.Handler):
+    def emit(self, record):
+        warnings.append(record.getMessage())
+
+logging.getLogger("codeindex").addHandler(Keep(logging.WARNING))
+items = [
+    [i.path, i.reason if isinstance(i, Skipped) else "", getattr(i, "detail", "")]
+    for i in walk(load_settings(sys.argv[1], env={}))
+]
+print(json.dumps({"items": items, "warnings": warnings}))
+"""
+
+
+def bounded_walk(root: Path) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """walk(root) in a child process: ({path: (skip reason or "", detail)}, warnings)."""
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", _BOUNDED_WALK, str(root)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("walk() did not finish: did discovery open a FIFO or read a device?")
+    assert res.returncode == 0, f"walk() failed (out of memory?): {res.stderr[-2000:]}"
+    out = json.loads(res.stdout)
+    return {p: (r, d) for p, r, d in out["items"]}, out["warnings"]
+
+
+def _odd_tree(repo: Path, kind: str) -> set[str]:
+    """Odd .gitignore/.codeindexignore/.git at the root and in sub/, ordinary files, and
+    one valid ignore file that must still apply. Returns the paths that must be indexed."""
+    for d in ("", "sub/"):
+        for name in (".gitignore", ".codeindexignore", ".git"):
+            make_odd(repo / f"{d}{name}", kind)
+    write(repo, "main.py", "def main_entry():\n    return 1\n")
+    write(repo, "sub/lib.py", "def lib_helper():\n    return 2\n")
+    write(repo, "sub/deeper/x.py")
+    write(repo, "other/.gitignore", "*.log\n")
+    write(repo, "other/drop.log", "d\n")
+    write(repo, "other/keep.py")
+    return {"main.py", "sub/lib.py", "sub/deeper/x.py", "other/.gitignore", "other/keep.py"}
+
+
+def _odd_exclude_tree(repo: Path, kind: str) -> set[str]:
+    """A real .git directory whose info/exclude is odd, beside a valid .gitignore."""
+    (repo / ".git" / "info").mkdir(parents=True)
+    write(repo, ".git/HEAD", "ref: refs/heads/main\n")
+    make_odd(repo / ".git" / "info" / "exclude", kind)
+    write(repo, ".gitignore", "*.tmp\n")
+    write(repo, "scratch.tmp", "t\n")
+    write(repo, "main.py", "def main_entry():\n    return 1\n")
+    return {".gitignore", "main.py"}
+
+
+# What the walk yields for an odd ignore file that is itself a walk entry: a FIFO is a
+# special file; a symlink to a device points outside the root.
+ODD_ENTRY_REASON = {
+    "fifo": SkipReason.SPECIAL_FILE,
+    "dev_zero": SkipReason.SYMLINK_OUTSIDE_ROOT,
+    "dev_urandom": SkipReason.SYMLINK_OUTSIDE_ROOT,
+}
+ODD_IGNORE_FILES = (".gitignore", ".codeindexignore", "sub/.gitignore", "sub/.codeindexignore")
+
+
+@pytest.mark.parametrize("kind", ODD_KINDS)
+def test_odd_ignore_files_and_git_file_are_skipped_with_a_warning(
+    tmp_path: Path, kind: str
+) -> None:
+    repo = tmp_path / "repo"
+    want = _odd_tree(repo, kind)
+    got, warnings = bounded_walk(repo)
+    assert {p for p, (reason, _) in got.items() if not reason} == want
+    assert {p: r for p, (r, _) in got.items() if r} == dict.fromkeys(
+        ODD_IGNORE_FILES, ODD_ENTRY_REASON[kind]
+    )
+    assert "sub/.git" not in got and ".git" not in got
+    why = "fifo" if kind == "fifo" else "symbolic link"
+    for rel in ODD_IGNORE_FILES:
+        assert any(
+            w.startswith(f"{rel}: ignore file skipped, not a regular file ({why})")
+            for w in warnings
+        ), (rel, warnings)
+    assert any(
+        w.startswith(f".git: git file skipped, not a regular file ({why})") for w in warnings
+    )
+
+    repo2 = tmp_path / "repo2"
+    want2 = _odd_exclude_tree(repo2, kind)
+    got2, warnings2 = bounded_walk(repo2)
+    assert {p for p, (reason, _) in got2.items() if not reason} == want2
+    assert warnings2 == [
+        f".git/info/exclude: ignore file skipped, not a regular file ({why}); "
+        "its patterns do not apply"
+    ]
+
+
+@pytest.mark.parametrize("kind", ODD_KINDS)
+def test_index_finishes_beside_odd_ignore_files(tmp_path: Path, kind: str) -> None:
+    from codeindex.embedding import FakeEmbedder
+    from codeindex.service import CodeIndex
+
+    for layout, build in (("tree", _odd_tree), ("exclude", _odd_exclude_tree)):
+        repo = tmp_path / layout
+        want = build(repo, kind)
+        bounded_walk(repo)  # fails cleanly (no hang, no 10 GB) before the real run
+        ci = CodeIndex(fake_settings(repo), embedder=FakeEmbedder())
+        report = ci.index()
+        assert not report.failed
+        assert {f.path for f in ci.list_files(page_size=100).files} == want
+        odd = {f.path: f.reason for f in ci.list_files(page_size=100, skipped=True).files}
+        if layout == "tree":
+            assert odd == dict.fromkeys(ODD_IGNORE_FILES, ODD_ENTRY_REASON[kind])
+            assert report.skipped == {ODD_ENTRY_REASON[kind]: len(ODD_IGNORE_FILES)}
+            hits = ci.search("lib_helper", k=3, semantic=False).results
+            assert hits and hits[0].path == "sub/lib.py"
+        else:
+            assert odd == {}
+
+
+def test_ignore_file_over_the_cap_is_skipped_whole_with_a_warning(
+    repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cap = ignore_module.MAX_IGNORE_FILE_BYTES
+    # At the cap: applied. One byte over: skipped whole, not truncated, so neither the
+    # pattern before the cut nor the one after it applies.
+    comments = ("#" * 63 + "\n") * ((cap - len("*.log\n")) // 64)
+    at_cap = "*.log\n" + comments + "#" * (cap - len("*.log\n") - len(comments))
+    assert len(at_cap) == cap
+    write(repo, "ok/.gitignore", at_cap)
+    write(repo, "big/.gitignore", at_cap + "\n*.py\n")
+    for d in ("ok", "big"):
+        write(repo, f"{d}/a.log", "l\n")
+        write(repo, f"{d}/a.py")
+    with caplog.at_level(logging.WARNING, logger="codeindex.discovery"):
+        got = indexed(run(settings_for(repo, max_file_mb=4)))
+    assert got == {"ok/.gitignore", "ok/a.py", "big/.gitignore", "big/a.log", "big/a.py"}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"big/.gitignore: ignore file skipped, larger than {cap} bytes; its patterns do not apply"
+    ]
+
+
+def test_git_file_over_the_cap_is_skipped_with_a_warning(
+    tmp_path: Path, repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gitdir = tmp_path / "gitdir"
+    write(gitdir, "info/exclude", "scratch.py\n")
+    write(repo, "scratch.py")
+    (repo / ".git").write_text(f"gitdir: {gitdir}\n")  # a linked worktree
+    assert indexed(run(settings_for(repo))) == set()
+    cap = ignore_module.MAX_GIT_FILE_BYTES
+    (repo / ".git").write_text(f"gitdir: {gitdir}\n" + "#" * cap)
+    with caplog.at_level(logging.WARNING, logger="codeindex.discovery"):
+        assert indexed(run(settings_for(repo))) == {"scratch.py"}
+    assert [r.getMessage() for r in caplog.records] == [
+        f".git: git file skipped, larger than {cap} bytes; info/exclude of its git dir is not read"
+    ]
+
+
 # --------------------------------------------------------------------------- generated text
 
 MINIFIED_JS = "var a=function(b){return b*2};" * 700  # ~21 KB on one line
@@ -515,8 +708,9 @@ def test_generated_check_reads_only_the_sniff_and_never_opens_lock_files(
     real_open, real_read = os.open, os.read
 
     def recording_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fd = real_open(path, flags, *args, **kwargs)  # (missing ignore files: not opened)
         opened.append(os.path.relpath(path, repo).replace(os.sep, "/"))
-        return real_open(path, flags, *args, **kwargs)
+        return fd
 
     def recording_read(fd, n):  # type: ignore[no-untyped-def]
         reads.append(n)
