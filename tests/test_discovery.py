@@ -193,6 +193,42 @@ def test_codeindexignore_at_any_depth_overrides_gitignore_in_same_dir(repo: Path
     }
 
 
+def test_invalid_ignore_lines_are_skipped_with_a_warning_and_the_rest_applies(
+    repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Git accepts a lone backslash, a lone "!" and a trailing backslash silently (they
+    # match nothing); pathspec raises on them, which used to stop the whole walk.
+    write(repo, ".gitignore", "\\\n!\n*.log\n")
+    write(repo, "sub/.codeindexignore", "# c\nfoo\\\n\n*.tmp\n!\n")
+    write(repo, "a.log", "l\n")
+    write(repo, "sub/b.log", "l\n")
+    write(repo, "sub/c.tmp", "t\n")
+    write(repo, "sub/d.py")
+    with caplog.at_level(logging.WARNING, logger="codeindex.discovery"):
+        got = run(settings_for(repo))
+    assert set(got) == {".gitignore", "sub/.codeindexignore", "sub/d.py"}
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        ".gitignore: skipped 2 invalid pattern line(s), which git ignores too: "
+        "line 1 '\\\\', line 2 '!'",
+        "sub/.codeindexignore: skipped 2 invalid pattern line(s), which git ignores too: "
+        "line 2 'foo\\\\', line 5 '!'",
+    ]
+    matcher = IgnoreMatcher(settings_for(repo))
+    assert matcher.is_ignored("sub/x.log") and not matcher.is_ignored("sub/x.py")
+
+
+def test_many_invalid_ignore_lines_make_one_bounded_warning(
+    repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(repo, ".gitignore", "!\n" * 10_000 + "*.log\n")
+    write(repo, "a.log", "l\n")
+    with caplog.at_level(logging.WARNING, logger="codeindex.discovery"):
+        assert indexed(run(settings_for(repo))) == {".gitignore"}
+    [record] = caplog.records
+    assert "skipped 10000 invalid" in record.getMessage()
+    assert record.getMessage().endswith("line 5 '!' and 9995 more")
+
+
 def test_index_dir_inside_root_is_never_walked(repo: Path) -> None:
     write(repo, ".codeindex/chunks.lance/data.txt", "d\n")
     write(repo, "data/idx/meta.json", "{}\n")

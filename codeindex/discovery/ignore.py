@@ -14,7 +14,9 @@ symlinked ``.gitignore`` either), never blocking, at most ``MAX_IGNORE_FILE_BYTE
 the ``codeindex.discovery.ignore`` logger naming the file; its patterns do not apply
 (the deny list always does). A file over the cap is skipped rather than truncated: a
 cut-off pattern list would apply rules its author did not write (a lost ``!negation``, a
-pattern cut mid-line), silently.
+pattern cut mid-line), silently. Inside a file that is read, a line no pattern can be
+made of (a lone ``\\`` or ``!``) is skipped with a warning naming the file and line, as
+git silently skips it; the file's other lines apply.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import posixpath
 from collections import OrderedDict
 
 from pathspec import GitIgnoreSpec
+from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
 
 from codeindex.config import Settings
 from codeindex.discovery.deny import always_excluded, index_dir_rels, within
@@ -51,6 +54,9 @@ MAX_IGNORE_FILE_BYTES = 1024 * 1024
 # A ``.git`` *file* (linked worktrees, submodules) holds one ``gitdir: <path>`` line, and a
 # path is at most PATH_MAX (4096) bytes on Linux.
 MAX_GIT_FILE_BYTES = 8 * 1024
+# How many invalid lines of one ignore file its warning quotes (a hostile file can hold
+# thousands; one warning per file, never one per line).
+_REPORTED_BAD_LINES = 5
 
 
 class IgnoreMatcher:
@@ -210,8 +216,39 @@ def _read_spec(path: str, root: str) -> GitIgnoreSpec | None:
     if data is None:
         return None
     lines = data.decode("utf-8", errors="surrogateescape").splitlines()
-    spec = GitIgnoreSpec.from_lines(lines)
+    spec = _compile(lines, _shown(path, root))
     return spec if len(spec) else None
+
+
+def _compile(lines: list[str], shown: str) -> GitIgnoreSpec:
+    """The patterns of one ignore file, leaving out lines pathspec cannot compile.
+
+    Git accepts any line: one it cannot use (a lone ``\\``, a lone ``!``, a pattern ending
+    in an unescaped backslash) simply matches nothing, and the rest of the file applies.
+    Pathspec raises on those, which would stop the whole walk, so each line is compiled
+    on its own and the bad ones are named in one warning per file (bounded: the first
+    ``_REPORTED_BAD_LINES`` of them).
+    """
+    patterns: list[GitIgnoreSpecPattern] = []
+    bad: list[str] = []
+    for number, line in enumerate(lines, 1):
+        if not line:
+            continue
+        try:
+            patterns.append(GitIgnoreSpecPattern(line))
+        except ValueError:  # GitIgnorePatternError
+            bad.append(f"line {number} {line!r}")
+    if bad:
+        shown_bad = ", ".join(bad[:_REPORTED_BAD_LINES])
+        more = len(bad) - _REPORTED_BAD_LINES
+        log.warning(
+            "%s: skipped %d invalid pattern line(s), which git ignores too: %s%s",
+            shown,
+            len(bad),
+            shown_bad,
+            f" and {more} more" if more > 0 else "",
+        )
+    return GitIgnoreSpec(patterns)
 
 
 def _git_dir(root: str) -> str | None:
