@@ -274,6 +274,165 @@ def test_deny_list_applies_at_any_depth_and_beats_negation(repo: Path) -> None:
     assert all(matcher.is_ignored(rel) for rel in secrets)
 
 
+# Shapes of secret files, as found in real repositories and home directories. Each is
+# written at the root as spelled here and three levels down with its case swapped.
+SECRET_SHAPES = (
+    # environment files
+    ".env",
+    ".env.production",
+    "prod.env",
+    ".envrc",
+    ".ENV",
+    # private keys, certificates, key stores
+    "server.pem",
+    "SERVER.PEM",
+    "tls.key",
+    "Private.Key",
+    "AuthKey_ABC123XYZ.p8",
+    "cert.p12",
+    "cert.PFX",
+    "release.jks",
+    "upload.keystore",
+    "office.ovpn",
+    "http.keytab",
+    "id_rsa",
+    "id_ed25519",
+    "id_ecdsa_sk.pub",
+    "ssh_host_ed25519_key",
+    "private.asc",
+    "my-secret-key.asc",
+    "secring.gpg",
+    # cloud and cluster credentials
+    "credentials",
+    "kubeconfig",
+    "prod.KubeConfig",
+    "Kubeconfig-admin.yaml",
+    ".kube/config",
+    "service-account.json",
+    "Service_Account-prod.json",
+    "client_secret_1234.apps.googleusercontent.com.json",
+    "application_default_credentials.json",
+    ".gcloud/credentials.json",
+    ".config/gcloud/legacy_credentials/me/adc.json",
+    ".aws/config",
+    # infrastructure state
+    "prod.tfvars",
+    "terraform.tfstate",
+    "terraform.tfstate.backup",
+    ".terraformrc",
+    ".vault-token",
+    # tool credentials
+    ".s3cfg",
+    ".my.cnf",
+    ".pgpass",
+    ".netrc",
+    "_netrc",
+    ".npmrc",
+    ".pypirc",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+    ".docker/config.json",
+    ".git-credentials",
+    "htpasswd",
+    ".htpasswd",
+    # application configs, system files, histories
+    "database.yml",
+    "wp-config.php",
+    "secrets.yaml",
+    "shadow",
+    "gshadow",
+    ".bash_history",
+)
+
+# Ordinary files whose names look a little like secrets: all stay indexed. Also written
+# at the root and three levels down with the case swapped.
+ORDINARY_SHAPES = (
+    "keys.py",
+    "environment.ts",
+    "env.py",
+    "tokenizer.json",
+    "secrets_test_util.go",
+    "keystore.go",
+    "shadow_dom.ts",
+    "public_key.asc",
+    "pkg/credentials/tls.go",  # a code package named like a secret file (grpc-go)
+    "pkg/kubeconfig/kubeconfig.go",  # ... (kubeadm)
+    ".env.example",
+    ".env.sample",
+    ".env.template",
+    "example.env",
+    "database.yml.example",
+    "terraform.tfvars.example",
+)
+
+
+def _both_cases(shapes: tuple[str, ...]) -> list[str]:
+    return [*shapes, *(f"a/b/c/{shape.swapcase()}" for shape in shapes)]
+
+
+def _write_corpus(repo: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Write both corpora; return {path: marker} for the secrets and the ordinary files.
+    Each file holds a unique word, to search for."""
+    secrets = {rel: f"secretmarker{i}" for i, rel in enumerate(_both_cases(SECRET_SHAPES))}
+    ordinary = {rel: f"ordinarymarker{i}" for i, rel in enumerate(_both_cases(ORDINARY_SHAPES))}
+    for rel, marker in {**secrets, **ordinary}.items():
+        write(repo, rel, f"value = {marker!r}\nother = 1\n")
+    return secrets, ordinary
+
+
+def test_secret_file_shapes_in_any_case_and_depth_are_denied(repo: Path) -> None:
+    secrets, ordinary = _write_corpus(repo)
+    assert indexed(run(settings_for(repo))) == set(ordinary)
+    matcher = IgnoreMatcher(settings_for(repo))
+    for rel in secrets:
+        assert matcher.is_ignored(rel), rel
+        with pytest.raises(PathOutsideRootError, match="deny-listed"):
+            resolve_inside_root(settings_for(repo), rel)
+    assert not any(matcher.is_ignored(rel) for rel in ordinary)
+
+
+def test_secret_files_are_never_listed_nor_searchable(repo: Path) -> None:
+    from codeindex.embedding import FakeEmbedder
+    from codeindex.service import CodeIndex
+
+    secrets, ordinary = _write_corpus(repo)
+    ci = CodeIndex(fake_settings(repo), embedder=FakeEmbedder())
+    report = ci.index()
+    assert not report.failed and report.skipped == {}
+    listed = {f.path for f in ci.list_files(page_size=500).files}
+    assert listed == set(ordinary)
+    assert ci.list_files(page_size=500, skipped=True).files == ()
+    for rel, marker in ordinary.items():  # the search does find a marker when indexed
+        hits = ci.search(marker, k=3, semantic=False).results
+        assert hits and hits[0].path == rel, (rel, hits)
+    for marker in secrets.values():
+        for semantic in (False, True):
+            for hit in ci.search(marker, k=20, semantic=semantic).results:
+                assert hit.path not in secrets and marker not in hit.snippet
+
+
+def test_hard_links_to_deny_listed_files_are_left_out(repo: Path) -> None:
+    write(repo, ".env", "API_KEY=hunter2\n")
+    write(repo, "config/id_rsa", "-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    os.link(repo / ".env", repo / "notes.txt")  # same directory, listed after .env
+    (repo / "zz").mkdir()
+    os.link(repo / "config" / "id_rsa", repo / "zz" / "key.py")  # a later directory
+    os.symlink("notes.txt", repo / "alias.txt")  # a symlink to the twin
+    write(repo, "app.py")
+    write(repo, "copy.py")
+    os.link(repo / "copy.py", repo / "copy2.py")  # hard links between ordinary files stay
+    got = run(settings_for(repo))
+    assert indexed(got) == {"app.py", "copy.py", "copy2.py"}
+    assert skipped(got) == {}
+
+
+def test_deny_list_entries_are_lower_case_and_names_have_no_slash() -> None:
+    for pattern in DENY_PATTERNS:
+        assert pattern == pattern.casefold(), pattern  # matched against case-folded paths
+        # A name entry is matched against one path component; a "/" could never match.
+        assert pattern.endswith("/") or "/" not in pattern, pattern
+
+
 # --------------------------------------------------------------------------- symlinks
 
 

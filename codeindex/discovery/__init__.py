@@ -13,7 +13,9 @@ pattern that decides the file (see ``GENERATED_NAMES`` and ``generated_reason``)
 What is never yielded at all (not even as ``Skipped``):
 
 * paths ignored by nested ``.gitignore`` / ``.codeindexignore`` files or ``.git/info/exclude``;
-* the security deny list ``DENY_PATTERNS`` (applied at any depth; no negation re-includes it);
+* the security deny list ``DENY_PATTERNS`` (applied at any depth and in any case; no
+  negation re-includes it), and hard links to a deny-listed file the walk listed first
+  (limits in ``deny.py``);
 * any ``.git`` entry and ``settings.index_dir`` when it lies inside the root.
 
 Discovery opens nothing but regular files, and never blocks on one: the 8 KiB sniff, the
