@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -17,8 +21,10 @@ from codeindex.discovery import (
     resolve_inside_root,
     walk,
 )
+from codeindex.discovery import ignore as ignore_module
 from codeindex.errors import CodeIndexError, PathOutsideRootError
 from codeindex.types import Skipped, SkipReason, SourceFile
+from tests.conftest import fake_settings
 
 
 def write(root: Path, rel: str, content: str | bytes = "x = 1\n") -> Path:
@@ -187,6 +193,42 @@ def test_codeindexignore_at_any_depth_overrides_gitignore_in_same_dir(repo: Path
     }
 
 
+def test_invalid_ignore_lines_are_skipped_with_a_warning_and_the_rest_applies(
+    repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Git accepts a lone backslash, a lone "!" and a trailing backslash silently (they
+    # match nothing); pathspec raises on them, which used to stop the whole walk.
+    write(repo, ".gitignore", "\\\n!\n*.log\n")
+    write(repo, "sub/.codeindexignore", "# c\nfoo\\\n\n*.tmp\n!\n")
+    write(repo, "a.log", "l\n")
+    write(repo, "sub/b.log", "l\n")
+    write(repo, "sub/c.tmp", "t\n")
+    write(repo, "sub/d.py")
+    with caplog.at_level(logging.WARNING, logger="codeindex.discovery"):
+        got = run(settings_for(repo))
+    assert set(got) == {".gitignore", "sub/.codeindexignore", "sub/d.py"}
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        ".gitignore: skipped 2 invalid pattern line(s), which git ignores too: "
+        "line 1 '\\\\', line 2 '!'",
+        "sub/.codeindexignore: skipped 2 invalid pattern line(s), which git ignores too: "
+        "line 2 'foo\\\\', line 5 '!'",
+    ]
+    matcher = IgnoreMatcher(settings_for(repo))
+    assert matcher.is_ignored("sub/x.log") and not matcher.is_ignored("sub/x.py")
+
+
+def test_many_invalid_ignore_lines_make_one_bounded_warning(
+    repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(repo, ".gitignore", "!\n" * 10_000 + "*.log\n")
+    write(repo, "a.log", "l\n")
+    with caplog.at_level(logging.WARNING, logger="codeindex.discovery"):
+        assert indexed(run(settings_for(repo))) == {".gitignore"}
+    [record] = caplog.records
+    assert "skipped 10000 invalid" in record.getMessage()
+    assert record.getMessage().endswith("line 5 '!' and 9995 more")
+
+
 def test_index_dir_inside_root_is_never_walked(repo: Path) -> None:
     write(repo, ".codeindex/chunks.lance/data.txt", "d\n")
     write(repo, "data/idx/meta.json", "{}\n")
@@ -230,6 +272,165 @@ def test_deny_list_applies_at_any_depth_and_beats_negation(repo: Path) -> None:
     assert ".env" in DENY_PATTERNS and ".aws/" in DENY_PATTERNS
     matcher = IgnoreMatcher(settings_for(repo))
     assert all(matcher.is_ignored(rel) for rel in secrets)
+
+
+# Shapes of secret files, as found in real repositories and home directories. Each is
+# written at the root as spelled here and three levels down with its case swapped.
+SECRET_SHAPES = (
+    # environment files
+    ".env",
+    ".env.production",
+    "prod.env",
+    ".envrc",
+    ".ENV",
+    # private keys, certificates, key stores
+    "server.pem",
+    "SERVER.PEM",
+    "tls.key",
+    "Private.Key",
+    "AuthKey_ABC123XYZ.p8",
+    "cert.p12",
+    "cert.PFX",
+    "release.jks",
+    "upload.keystore",
+    "office.ovpn",
+    "http.keytab",
+    "id_rsa",
+    "id_ed25519",
+    "id_ecdsa_sk.pub",
+    "ssh_host_ed25519_key",
+    "private.asc",
+    "my-secret-key.asc",
+    "secring.gpg",
+    # cloud and cluster credentials
+    "credentials",
+    "kubeconfig",
+    "prod.KubeConfig",
+    "Kubeconfig-admin.yaml",
+    ".kube/config",
+    "service-account.json",
+    "Service_Account-prod.json",
+    "client_secret_1234.apps.googleusercontent.com.json",
+    "application_default_credentials.json",
+    ".gcloud/credentials.json",
+    ".config/gcloud/legacy_credentials/me/adc.json",
+    ".aws/config",
+    # infrastructure state
+    "prod.tfvars",
+    "terraform.tfstate",
+    "terraform.tfstate.backup",
+    ".terraformrc",
+    ".vault-token",
+    # tool credentials
+    ".s3cfg",
+    ".my.cnf",
+    ".pgpass",
+    ".netrc",
+    "_netrc",
+    ".npmrc",
+    ".pypirc",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+    ".docker/config.json",
+    ".git-credentials",
+    "htpasswd",
+    ".htpasswd",
+    # application configs, system files, histories
+    "database.yml",
+    "wp-config.php",
+    "secrets.yaml",
+    "shadow",
+    "gshadow",
+    ".bash_history",
+)
+
+# Ordinary files whose names look a little like secrets: all stay indexed. Also written
+# at the root and three levels down with the case swapped.
+ORDINARY_SHAPES = (
+    "keys.py",
+    "environment.ts",
+    "env.py",
+    "tokenizer.json",
+    "secrets_test_util.go",
+    "keystore.go",
+    "shadow_dom.ts",
+    "public_key.asc",
+    "pkg/credentials/tls.go",  # a code package named like a secret file (grpc-go)
+    "pkg/kubeconfig/kubeconfig.go",  # ... (kubeadm)
+    ".env.example",
+    ".env.sample",
+    ".env.template",
+    "example.env",
+    "database.yml.example",
+    "terraform.tfvars.example",
+)
+
+
+def _both_cases(shapes: tuple[str, ...]) -> list[str]:
+    return [*shapes, *(f"a/b/c/{shape.swapcase()}" for shape in shapes)]
+
+
+def _write_corpus(repo: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Write both corpora; return {path: marker} for the secrets and the ordinary files.
+    Each file holds a unique word, to search for."""
+    secrets = {rel: f"secretmarker{i}" for i, rel in enumerate(_both_cases(SECRET_SHAPES))}
+    ordinary = {rel: f"ordinarymarker{i}" for i, rel in enumerate(_both_cases(ORDINARY_SHAPES))}
+    for rel, marker in {**secrets, **ordinary}.items():
+        write(repo, rel, f"value = {marker!r}\nother = 1\n")
+    return secrets, ordinary
+
+
+def test_secret_file_shapes_in_any_case_and_depth_are_denied(repo: Path) -> None:
+    secrets, ordinary = _write_corpus(repo)
+    assert indexed(run(settings_for(repo))) == set(ordinary)
+    matcher = IgnoreMatcher(settings_for(repo))
+    for rel in secrets:
+        assert matcher.is_ignored(rel), rel
+        with pytest.raises(PathOutsideRootError, match="deny-listed"):
+            resolve_inside_root(settings_for(repo), rel)
+    assert not any(matcher.is_ignored(rel) for rel in ordinary)
+
+
+def test_secret_files_are_never_listed_nor_searchable(repo: Path) -> None:
+    from codeindex.embedding import FakeEmbedder
+    from codeindex.service import CodeIndex
+
+    secrets, ordinary = _write_corpus(repo)
+    ci = CodeIndex(fake_settings(repo), embedder=FakeEmbedder())
+    report = ci.index()
+    assert not report.failed and report.skipped == {}
+    listed = {f.path for f in ci.list_files(page_size=500).files}
+    assert listed == set(ordinary)
+    assert ci.list_files(page_size=500, skipped=True).files == ()
+    for rel, marker in ordinary.items():  # the search does find a marker when indexed
+        hits = ci.search(marker, k=3, semantic=False).results
+        assert hits and hits[0].path == rel, (rel, hits)
+    for marker in secrets.values():
+        for semantic in (False, True):
+            for hit in ci.search(marker, k=20, semantic=semantic).results:
+                assert hit.path not in secrets and marker not in hit.snippet
+
+
+def test_hard_links_to_deny_listed_files_are_left_out(repo: Path) -> None:
+    write(repo, ".env", "API_KEY=hunter2\n")
+    write(repo, "config/id_rsa", "-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    os.link(repo / ".env", repo / "notes.txt")  # same directory, listed after .env
+    (repo / "zz").mkdir()
+    os.link(repo / "config" / "id_rsa", repo / "zz" / "key.py")  # a later directory
+    os.symlink("notes.txt", repo / "alias.txt")  # a symlink to the twin
+    write(repo, "app.py")
+    write(repo, "copy.py")
+    os.link(repo / "copy.py", repo / "copy2.py")  # hard links between ordinary files stay
+    got = run(settings_for(repo))
+    assert indexed(got) == {"app.py", "copy.py", "copy2.py"}
+    assert skipped(got) == {}
+
+
+def test_deny_list_entries_are_lower_case_and_names_have_no_slash() -> None:
+    for pattern in DENY_PATTERNS:
+        assert pattern == pattern.casefold(), pattern  # matched against case-folded paths
+        # A name entry is matched against one path component; a "/" could never match.
+        assert pattern.endswith("/") or "/" not in pattern, pattern
 
 
 # --------------------------------------------------------------------------- symlinks
@@ -409,6 +610,193 @@ def test_unreadable_file_and_directory(repo: Path, monkeypatch: pytest.MonkeyPat
     }
 
 
+# --------------------------------------------------------------------------- files discovery reads
+
+# Discovery reads ignore files and a ``.git`` file itself. A repository can commit any of
+# these in their place: reading /dev/zero or /dev/urandom never ends, opening a FIFO
+# blocks forever.
+ODD_KINDS = ("dev_zero", "dev_urandom", "fifo")
+
+
+def make_odd(path: Path, kind: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink("/dev/" + kind.removeprefix("dev_"), path)
+
+
+# Walks in a child process capped at 1 GiB of address space and a timeout, so that a
+# discovery that reads /dev/zero or opens a FIFO fails this test instead of eating the
+# machine's memory or hanging the suite. Prints the walk and the warnings as JSON.
+_BOUNDED_WALK = r"""
+import json, logging, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from codeindex.config import load_settings
+from codeindex.discovery import walk
+from codeindex.types import Skipped
+
+warnings = []
+
+class Keep(logging.Handler):
+    def emit(self, record):
+        warnings.append(record.getMessage())
+
+logging.getLogger("codeindex").addHandler(Keep(logging.WARNING))
+items = [
+    [i.path, i.reason if isinstance(i, Skipped) else "", getattr(i, "detail", "")]
+    for i in walk(load_settings(sys.argv[1], env={}))
+]
+print(json.dumps({"items": items, "warnings": warnings}))
+"""
+
+
+def bounded_walk(root: Path) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """walk(root) in a child process: ({path: (skip reason or "", detail)}, warnings)."""
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", _BOUNDED_WALK, str(root)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("walk() did not finish: did discovery open a FIFO or read a device?")
+    assert res.returncode == 0, f"walk() failed (out of memory?): {res.stderr[-2000:]}"
+    out = json.loads(res.stdout)
+    return {p: (r, d) for p, r, d in out["items"]}, out["warnings"]
+
+
+def _odd_tree(repo: Path, kind: str) -> set[str]:
+    """Odd .gitignore/.codeindexignore/.git at the root and in sub/, ordinary files, and
+    one valid ignore file that must still apply. Returns the paths that must be indexed."""
+    for d in ("", "sub/"):
+        for name in (".gitignore", ".codeindexignore", ".git"):
+            make_odd(repo / f"{d}{name}", kind)
+    write(repo, "main.py", "def main_entry():\n    return 1\n")
+    write(repo, "sub/lib.py", "def lib_helper():\n    return 2\n")
+    write(repo, "sub/deeper/x.py")
+    write(repo, "other/.gitignore", "*.log\n")
+    write(repo, "other/drop.log", "d\n")
+    write(repo, "other/keep.py")
+    return {"main.py", "sub/lib.py", "sub/deeper/x.py", "other/.gitignore", "other/keep.py"}
+
+
+def _odd_exclude_tree(repo: Path, kind: str) -> set[str]:
+    """A real .git directory whose info/exclude is odd, beside a valid .gitignore."""
+    (repo / ".git" / "info").mkdir(parents=True)
+    write(repo, ".git/HEAD", "ref: refs/heads/main\n")
+    make_odd(repo / ".git" / "info" / "exclude", kind)
+    write(repo, ".gitignore", "*.tmp\n")
+    write(repo, "scratch.tmp", "t\n")
+    write(repo, "main.py", "def main_entry():\n    return 1\n")
+    return {".gitignore", "main.py"}
+
+
+# What the walk yields for an odd ignore file that is itself a walk entry: a FIFO is a
+# special file; a symlink to a device points outside the root.
+ODD_ENTRY_REASON = {
+    "fifo": SkipReason.SPECIAL_FILE,
+    "dev_zero": SkipReason.SYMLINK_OUTSIDE_ROOT,
+    "dev_urandom": SkipReason.SYMLINK_OUTSIDE_ROOT,
+}
+ODD_IGNORE_FILES = (".gitignore", ".codeindexignore", "sub/.gitignore", "sub/.codeindexignore")
+
+
+@pytest.mark.parametrize("kind", ODD_KINDS)
+def test_odd_ignore_files_and_git_file_are_skipped_with_a_warning(
+    tmp_path: Path, kind: str
+) -> None:
+    repo = tmp_path / "repo"
+    want = _odd_tree(repo, kind)
+    got, warnings = bounded_walk(repo)
+    assert {p for p, (reason, _) in got.items() if not reason} == want
+    assert {p: r for p, (r, _) in got.items() if r} == dict.fromkeys(
+        ODD_IGNORE_FILES, ODD_ENTRY_REASON[kind]
+    )
+    assert "sub/.git" not in got and ".git" not in got
+    why = "fifo" if kind == "fifo" else "symbolic link"
+    for rel in ODD_IGNORE_FILES:
+        assert any(
+            w.startswith(f"{rel}: ignore file skipped, not a regular file ({why})")
+            for w in warnings
+        ), (rel, warnings)
+    assert any(
+        w.startswith(f".git: git file skipped, not a regular file ({why})") for w in warnings
+    )
+
+    repo2 = tmp_path / "repo2"
+    want2 = _odd_exclude_tree(repo2, kind)
+    got2, warnings2 = bounded_walk(repo2)
+    assert {p for p, (reason, _) in got2.items() if not reason} == want2
+    assert warnings2 == [
+        f".git/info/exclude: ignore file skipped, not a regular file ({why}); "
+        "its patterns do not apply"
+    ]
+
+
+@pytest.mark.parametrize("kind", ODD_KINDS)
+def test_index_finishes_beside_odd_ignore_files(tmp_path: Path, kind: str) -> None:
+    from codeindex.embedding import FakeEmbedder
+    from codeindex.service import CodeIndex
+
+    for layout, build in (("tree", _odd_tree), ("exclude", _odd_exclude_tree)):
+        repo = tmp_path / layout
+        want = build(repo, kind)
+        bounded_walk(repo)  # fails cleanly (no hang, no 10 GB) before the real run
+        ci = CodeIndex(fake_settings(repo), embedder=FakeEmbedder())
+        report = ci.index()
+        assert not report.failed
+        assert {f.path for f in ci.list_files(page_size=100).files} == want
+        odd = {f.path: f.reason for f in ci.list_files(page_size=100, skipped=True).files}
+        if layout == "tree":
+            assert odd == dict.fromkeys(ODD_IGNORE_FILES, ODD_ENTRY_REASON[kind])
+            assert report.skipped == {ODD_ENTRY_REASON[kind]: len(ODD_IGNORE_FILES)}
+            hits = ci.search("lib_helper", k=3, semantic=False).results
+            assert hits and hits[0].path == "sub/lib.py"
+        else:
+            assert odd == {}
+
+
+def test_ignore_file_over_the_cap_is_skipped_whole_with_a_warning(
+    repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cap = ignore_module.MAX_IGNORE_FILE_BYTES
+    # At the cap: applied. One byte over: skipped whole, not truncated, so neither the
+    # pattern before the cut nor the one after it applies.
+    comments = ("#" * 63 + "\n") * ((cap - len("*.log\n")) // 64)
+    at_cap = "*.log\n" + comments + "#" * (cap - len("*.log\n") - len(comments))
+    assert len(at_cap) == cap
+    write(repo, "ok/.gitignore", at_cap)
+    write(repo, "big/.gitignore", at_cap + "\n*.py\n")
+    for d in ("ok", "big"):
+        write(repo, f"{d}/a.log", "l\n")
+        write(repo, f"{d}/a.py")
+    with caplog.at_level(logging.WARNING, logger="codeindex.discovery"):
+        got = indexed(run(settings_for(repo, max_file_mb=4)))
+    assert got == {"ok/.gitignore", "ok/a.py", "big/.gitignore", "big/a.log", "big/a.py"}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"big/.gitignore: ignore file skipped, larger than {cap} bytes; its patterns do not apply"
+    ]
+
+
+def test_git_file_over_the_cap_is_skipped_with_a_warning(
+    tmp_path: Path, repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gitdir = tmp_path / "gitdir"
+    write(gitdir, "info/exclude", "scratch.py\n")
+    write(repo, "scratch.py")
+    (repo / ".git").write_text(f"gitdir: {gitdir}\n")  # a linked worktree
+    assert indexed(run(settings_for(repo))) == set()
+    cap = ignore_module.MAX_GIT_FILE_BYTES
+    (repo / ".git").write_text(f"gitdir: {gitdir}\n" + "#" * cap)
+    with caplog.at_level(logging.WARNING, logger="codeindex.discovery"):
+        assert indexed(run(settings_for(repo))) == {"scratch.py"}
+    assert [r.getMessage() for r in caplog.records] == [
+        f".git: git file skipped, larger than {cap} bytes; info/exclude of its git dir is not read"
+    ]
+
+
 # --------------------------------------------------------------------------- generated text
 
 MINIFIED_JS = "var a=function(b){return b*2};" * 700  # ~21 KB on one line
@@ -554,8 +942,9 @@ def test_generated_check_reads_only_the_sniff_and_never_opens_lock_files(
     real_open, real_read = os.open, os.read
 
     def recording_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fd = real_open(path, flags, *args, **kwargs)  # (missing ignore files: not opened)
         opened.append(os.path.relpath(path, repo).replace(os.sep, "/"))
-        return real_open(path, flags, *args, **kwargs)
+        return fd
 
     def recording_read(fd, n):  # type: ignore[no-untyped-def]
         reads.append(n)

@@ -13,8 +13,15 @@ pattern that decides the file (see ``GENERATED_NAMES`` and ``generated_reason``)
 What is never yielded at all (not even as ``Skipped``):
 
 * paths ignored by nested ``.gitignore`` / ``.codeindexignore`` files or ``.git/info/exclude``;
-* the security deny list ``DENY_PATTERNS`` (applied at any depth; no negation re-includes it);
+* the security deny list ``DENY_PATTERNS`` (applied at any depth and in any case; no
+  negation re-includes it), and hard links to a deny-listed file the walk listed first
+  (limits in ``deny.py``);
 * any ``.git`` entry and ``settings.index_dir`` when it lies inside the root.
+
+Discovery opens nothing but regular files, and never blocks on one: the 8 KiB sniff, the
+ignore files and a ``.git`` file all go through ``reading.open_regular``. An ignore file
+or ``.git`` file that is a FIFO, device, socket or symlink, or is over its byte cap, is
+skipped with a warning on the ``codeindex.discovery`` logger (details in ``ignore.py``).
 
 Ignore precedence follows git (details in ``ignore.py``); symlink handling and the
 deterministic order are described in ``walk.py``.
@@ -23,7 +30,8 @@ Modules, one job each: ``walk`` (the walker; single paths: ``check_path``,
 ``resolve_inside_root``), ``ignore`` (ignore files and their precedence:
 ``IgnoreMatcher``), ``deny`` (the deny list, ``.git`` and the index directory),
 ``classify`` (one file's stat -> SourceFile or Skipped: size cap, binary sniff, stat and
-open errors), ``generated`` (the machine-written text rules). Callers import from
+open errors), ``generated`` (the machine-written text rules), ``reading`` (the one way a
+file is opened: never blocking, regular files only, a byte cap). Callers import from
 ``codeindex.discovery`` only.
 """
 

@@ -16,22 +16,9 @@ from codeindex.discovery.generated import (
     generated_skip,
 )
 from codeindex.discovery.ignore import IgnoreMatcher
+from codeindex.discovery.reading import NotRegularFileError, open_regular, special_kind
 from codeindex.languages import detect_language
 from codeindex.types import Skipped, SkipReason, SourceFile
-
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
-def _special_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode):
-        return "character device"
-    if stat.S_ISBLK(mode):
-        return "block device"
-    return "not a regular file"
 
 
 def _too_large(settings: Settings, rel: str, size: int) -> Skipped | None:
@@ -55,7 +42,7 @@ def classify_file(
     ``matcher`` says whether a .codeindexignore negation brings a generated file back.
     """
     if not stat.S_ISREG(st.st_mode):
-        return Skipped(rel, SkipReason.SPECIAL_FILE, _special_kind(st.st_mode))
+        return Skipped(rel, SkipReason.SPECIAL_FILE, special_kind(st.st_mode))
     judge_generated = not settings.index_generated
     if judge_generated:
         why = generated_by_name(rel)  # before opening: a lock file is never read
@@ -67,8 +54,11 @@ def classify_file(
     if skipped is not None:
         return skipped
     try:
-        # O_NONBLOCK: if the file was swapped for a FIFO since the stat, open won't hang.
-        fd = os.open(abs_path, _OPEN_FLAGS)
+        # Non-blocking and judged by fstat: a file swapped for a FIFO since the stat
+        # neither hangs the open nor gets read. Symlinks were vetted by the walker.
+        fd, fst = open_regular(abs_path, follow_symlinks=True)
+    except NotRegularFileError as exc:
+        return Skipped(rel, SkipReason.SPECIAL_FILE, exc.kind)
     except FileNotFoundError:
         return Skipped(rel, SkipReason.VANISHED, "disappeared before it could be opened")
     except PermissionError as exc:
@@ -76,9 +66,6 @@ def classify_file(
     except OSError as exc:
         return Skipped(rel, SkipReason.UNREADABLE, f"cannot open: {exc.strerror or exc}")
     try:
-        fst = os.fstat(fd)
-        if not stat.S_ISREG(fst.st_mode):
-            return Skipped(rel, SkipReason.SPECIAL_FILE, _special_kind(fst.st_mode))
         skipped = _too_large(settings, rel, fst.st_size)
         if skipped is not None:
             return skipped

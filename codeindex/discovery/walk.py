@@ -20,6 +20,9 @@ Order is deterministic: the real tree depth-first; inside one directory, files (
 directories in the order they were found. A ``Skipped`` whose path is a directory
 (``UNREADABLE``/``VANISHED``/``SYMLINK_LOOP``) means that subtree was not listed, so a
 caller diffing against the index must not treat files under it as deleted.
+
+Hard links: a file with the same ``(st_dev, st_ino)`` as a deny-listed file listed
+earlier in the walk is left out like it (limits in ``deny.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 
 from codeindex.config import Settings
 from codeindex.discovery.classify import classify_file, stat_error_skip
-from codeindex.discovery.deny import always_excluded, index_dir_rels, within
+from codeindex.discovery.deny import always_excluded, denied, index_dir_rels, within
 from codeindex.discovery.ignore import IgnoreMatcher
 from codeindex.errors import CodeIndexError, PathOutsideRootError
 from codeindex.types import Skipped, SkipReason, SourceFile
@@ -48,6 +51,9 @@ class _Walker:
         self.matcher = IgnoreMatcher(settings)
         self.index_rels = index_dir_rels(settings)
         self.visited: set[tuple[int, int]] = set()
+        # (st_dev, st_ino) of deny-listed files with more than one link: a hard link to
+        # one of them is the same secret under another name (limits in deny.py).
+        self.denied_inodes: set[tuple[int, int]] = set()
         # Symlinked directories inside the root, walked after the real tree so that a
         # directory reachable both ways is indexed under its real path.
         self.deferred: deque[tuple[str, str, str]] = deque()  # (rel, abs, parent abs)
@@ -149,8 +155,11 @@ class _Walker:
             is_dir = entry.is_dir()  # follows symlinks; d_type, no syscall, for the rest
         except OSError:
             is_dir = False
-        # Ignore rules first: ignored/deny-listed entries are never stat'ed nor reported.
+        # Ignore rules first: ignored/deny-listed entries are never reported, and only a
+        # deny-listed file is stat'ed (to recognise its hard links).
         if self.matcher._entry_ignored(rel, is_dir):
+            if not is_dir and not is_link and denied(rel, False):
+                self._remember_denied(entry)
             return None
         if is_link:
             return self._symlink(rel, abs_path, abs_dir)
@@ -164,7 +173,21 @@ class _Walker:
                 self.visited.add(key)
                 subdirs.append((rel, abs_path))
             return None
+        if self._denied_twin(st):
+            return None
         return classify_file(self.settings, rel, abs_path, st, self.matcher)
+
+    def _remember_denied(self, entry: os.DirEntry[str]) -> None:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            return
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            self.denied_inodes.add((st.st_dev, st.st_ino))
+
+    def _denied_twin(self, st: os.stat_result) -> bool:
+        """True if ``st`` is a hard link to a deny-listed file listed earlier."""
+        return st.st_nlink > 1 and (st.st_dev, st.st_ino) in self.denied_inodes
 
     def _symlink(self, rel: str, abs_path: str, abs_dir: str) -> SourceFile | Skipped | None:
         if not self.settings.follow_symlinks:
@@ -183,6 +206,8 @@ class _Walker:
             return None
         if is_dir:
             self.deferred.append((rel, abs_path, abs_dir))
+            return None
+        if self._denied_twin(st):
             return None
         return classify_file(self.settings, rel, abs_path, st, self.matcher)
 
@@ -256,9 +281,11 @@ def resolve_inside_root(settings: Settings, rel_path: str) -> Path:
     rel, _logical, canonical = _resolve(settings, rel_path)
     index_rels = index_dir_rels(settings)
     for candidate in (rel, canonical):
-        # is_dir=True also catches directory-only deny patterns (.ssh/ ...); for a
-        # file name the dir form matches whenever the file form does.
-        if always_excluded(candidate, True, index_rels):
+        # As a file and as a directory: the path need not exist, and the deny list has
+        # file-name entries (.env) and directory entries (.ssh/).
+        if always_excluded(candidate, False, index_rels) or always_excluded(
+            candidate, True, index_rels
+        ):
             raise PathOutsideRootError(
                 f"{rel_path!r} is deny-listed (secrets, .git or the index directory) and "
                 "is never read; pick another file."
