@@ -1,18 +1,24 @@
-"""The numpy query encoder: the torch encoder's vectors without torch, equal within
-1e-5, so that a query it embeds can search an index the torch encoder built."""
+"""The numpy query encoder: the torch encoder's vectors without torch, used for search
+queries in a process that has not loaded the torch model, so that ``codeindex search``
+never imports torch and stays compatible with indexes the torch encoder built."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from codeindex.embedding import bundled_model_path
+from codeindex.config import DEFAULT_MODEL, load_settings
+from codeindex.embedding import ModelEmbedder, bundled_model_path
 from codeindex.embedding.bert import BertEncoder
 from codeindex.embedding.numpy_bert import NumpyBertEncoder, gelu
+from codeindex.errors import CodeIndexError, ConfigError
 from tests.conftest import FIXTURE, copy_model
 
 pytestmark = pytest.mark.model
@@ -143,3 +149,101 @@ def test_numpy_encoder_refuses_another_layout(tmp_path: Path) -> None:
     (model / "config.json").write_text(json.dumps(cfg | {"model_type": "roberta"}))
     with pytest.raises(ValueError, match="not a BERT model"):
         NumpyBertEncoder(model)
+    # auto falls back to the model itself; numpy is refused with the reason.
+    auto = ModelEmbedder(str(model), device="cpu")
+    assert auto.embed_query("validate a token").shape == (384,)
+    assert auto.query_backend == "sentence-transformers"
+    forced = ModelEmbedder(str(model), device="cpu", query_encoder="numpy")
+    with pytest.raises(CodeIndexError, match="numpy query encoder cannot run.*BERT"):
+        forced.embed_query("x")
+
+
+def test_queries_use_numpy_until_the_model_loads_then_the_model() -> None:
+    emb = ModelEmbedder(DEFAULT_MODEL, device="cpu")
+    query = "where are JWTs validated"
+    first = emb.embed_query(query)
+    assert emb.query_backend == "numpy" and emb.loads == 0 and emb.loaded
+    assert first.shape == (384,) and first.dtype == np.float32
+
+    batch = emb.embed([query, "def validate_jwt(token): ..."])  # indexing loads torch
+    assert emb.loads == 1 and emb._query_model is None  # one model per process, not two
+    second = emb.embed_query(query)
+    assert emb.query_backend == "builtin"
+    assert np.abs(first - second).max() < TOLERANCE
+    assert np.abs(first - batch[0]).max() < TOLERANCE
+
+    # After an idle unload the model (not the numpy encoder) serves queries again.
+    assert emb.unload() and not emb.loaded
+    emb.embed_query(query)
+    assert emb.query_backend == "builtin" and emb.loads == 2
+
+
+def test_unload_drops_the_numpy_encoder() -> None:
+    emb = ModelEmbedder(DEFAULT_MODEL, device="cpu")
+    emb.embed_query("parse the config")
+    assert emb.loaded and emb.unload() and not emb.loaded
+    assert not emb.unload()
+    emb.embed_query("parse the config")
+    assert emb.query_backend == "numpy" and emb.loads == 0
+
+
+def test_query_encoder_setting_forces_one_and_is_validated(tmp_path: Path) -> None:
+    torch_only = ModelEmbedder(DEFAULT_MODEL, device="cpu", query_encoder="torch")
+    torch_only.embed_query("retry with backoff")
+    assert torch_only.query_backend == "builtin"
+    # A user who forced the library for embedding gets it for queries too.
+    library = ModelEmbedder(DEFAULT_MODEL, device="cpu", encoder="sentence-transformers")
+    assert not library._numpy_query()
+
+    assert load_settings(tmp_path, env={}).query_encoder == "auto"
+    env = {"CODEINDEX_QUERY_ENCODER": "torch"}
+    assert load_settings(tmp_path, env=env).query_encoder == "torch"
+    with pytest.raises(ConfigError, match="query_encoder = 'onnx' is not one of"):
+        load_settings(tmp_path, env={"CODEINDEX_QUERY_ENCODER": "onnx"})
+    with pytest.raises(CodeIndexError, match="query_encoder 'onnx'"):
+        ModelEmbedder(DEFAULT_MODEL, query_encoder="onnx")
+
+
+# `codeindex search` in a fresh process, as from the shell; the child reports the heavy
+# modules it imported and whether the numpy encoder ran.
+_SEARCH_CHILD = """
+import contextlib, io, json, sys
+from codeindex.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    code = main(["search", "where are JWTs validated", "--path", sys.argv[1], "--json"])
+heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
+numpy_ran = "codeindex.embedding.numpy_bert" in sys.modules
+print(json.dumps({"code": code, "heavy": heavy, "numpy": numpy_ran,
+                  "result": json.loads(out.getvalue())}))
+"""
+
+
+def _search_child(root: Path, **env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CODEINDEX_")}
+    res = subprocess.run(
+        [sys.executable, "-c", _SEARCH_CHILD, str(root)],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_cli_search_does_not_import_torch(real_index) -> None:
+    root = real_index.settings.root
+    cold = _search_child(root)
+    assert cold["code"] == 0 and cold["heavy"] == [] and cold["numpy"]
+    hits = cold["result"]["results"]
+    assert cold["result"]["coverage"] == 1.0 and hits[0]["path"] == "auth/tokens.py"
+
+    # The torch encoder, forced, ranks the same hits with the same scores.
+    forced = _search_child(root, CODEINDEX_QUERY_ENCODER="torch")
+    assert forced["heavy"] and "torch" in forced["heavy"] and not forced["numpy"]
+    theirs = forced["result"]["results"]
+    assert [(h["path"], h["start_line"]) for h in hits] == [
+        (h["path"], h["start_line"]) for h in theirs
+    ]
+    assert np.allclose([h["score"] for h in hits], [h["score"] for h in theirs], atol=1e-4)
