@@ -1,10 +1,11 @@
 """The builtin BERT encoder's forward pass in numpy: a search query without torch.
 
 Why it exists: a ``codeindex search`` from the shell embeds one query. Importing torch
-for it costs about 1.4 CPU-seconds and most of the command's resident memory; a query of
-a few dozen word pieces through a six-layer MiniLM is a few hundred small matrix products,
-which numpy runs as fast. Indexing keeps the torch encoder (:mod:`.bert`): its batches
-gain from torch's kernels and threads.
+and loading the model for it cost about 1.7 CPU-seconds and 90 MiB of peak RSS per
+search (measured on 2 cores, ``benchmarks/cold_search.py``); a query of a few dozen word
+pieces through a six-layer MiniLM is a few dozen small matrix products, which numpy runs
+about as fast (warm, one thread: 10 ms against torch's 8.5 ms). Indexing keeps the torch
+encoder (:mod:`.bert`): its batches gain from torch's kernels and threads.
 
 Contract: ``NumpyBertEncoder(path).encode(texts)`` returns what
 ``BertEncoder(path).encode(texts)`` returns on the CPU in fp32 — same tokenisation and
@@ -13,8 +14,10 @@ within 1e-5 per component (tested on a few hundred texts), so vectors from eithe
 can be searched against an index built by the other. It runs the layouts that
 :func:`.bert_layout.layout_problem` accepts, and nothing else.
 
-Resident memory: the fp32 weights (≈ 87 MiB for all-MiniLM-L6-v2, read with
-``safetensors.numpy``) plus activations of one batch. Imports numpy, ``safetensors``,
+Resident memory: the fp32 weights (86 MiB for all-MiniLM-L6-v2, read with
+``safetensors.numpy``) plus activations of one batch; measured, loading it adds about
+100 MiB of RSS, against about 260 MiB for importing torch and loading the torch
+encoder (``benchmarks/cold_search.py``). Imports numpy, ``safetensors``,
 ``tokenizers`` and ``threadpoolctl`` only; never torch.
 """
 
