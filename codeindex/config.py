@@ -35,6 +35,11 @@ class Settings:
     # "auto": codeindex's builtin BERT encoder when the model allows, else the
     # sentence-transformers library; "builtin" / "sentence-transformers" force one.
     encoder: str = "auto"
+    # What embeds a search query. "auto": the torch model when this process has loaded
+    # it (one model per process), else the numpy encoder when the model's layout allows
+    # (no torch import: the cold CLI path) and `encoder` is not "sentence-transformers";
+    # "numpy" / "torch" force one. Same vectors either way (within 1e-5).
+    query_encoder: str = "auto"
     max_batch_size: int = 64  # upper bound; the memory governor may pick less
     embed_memory_mb: int = 128  # activation budget of one embedding batch (governor)
     min_batch_size: int = 1
@@ -102,6 +107,7 @@ class Settings:
 
 
 ENCODERS = ("auto", "builtin", "sentence-transformers")
+QUERY_ENCODERS = ("auto", "numpy", "torch")
 # Limits where 0 would refuse every request (or list nothing): at least 1.
 _AT_LEAST_ONE = (
     "max_query_chars",
@@ -216,9 +222,10 @@ def load_settings(
             raise ConfigError(
                 f"{sources.get(name)}: {name} must be at least 1 (got {getattr(settings, name)})."
             )
-    if settings.encoder not in ENCODERS:
-        raise ConfigError(
-            f"{sources.get('encoder')}: encoder = {settings.encoder!r} is not one of "
-            f"{', '.join(ENCODERS)}."
-        )
+    for name, allowed in (("encoder", ENCODERS), ("query_encoder", QUERY_ENCODERS)):
+        if getattr(settings, name) not in allowed:
+            raise ConfigError(
+                f"{sources.get(name)}: {name} = {getattr(settings, name)!r} is not one of "
+                f"{', '.join(allowed)}."
+            )
     return settings

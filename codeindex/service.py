@@ -301,7 +301,7 @@ class CodeIndex:
         words = _Background(words_side) if ranking.lexical or names else None
         vector_hits: list[dict[str, Any]] = []
         if with_vec and semantic and ranking.vector:
-            qvec = self.embedder.embed([query])[0]
+            qvec = self.embedder.embed_query(query)  # torch-free where it can be
             vector_hits = store.vector_search(
                 qvec, fetch, where, with_text=False, all_embedded=with_vec == total
             )

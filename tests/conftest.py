@@ -51,6 +51,23 @@ def copy_fixture(dest: Path) -> Path:
     return dest
 
 
+def copy_model(dest: Path) -> Path:
+    """A copy of the bundled model directory at ``dest`` (the weights linked, not
+    copied), for tests that change its layout."""
+    from codeindex.embedding import bundled_model_path
+
+    src = bundled_model_path()
+    dest.mkdir()
+    for item in src.iterdir():
+        if item.is_dir():
+            shutil.copytree(item, dest / item.name)
+        elif item.name == "model.safetensors":
+            (dest / item.name).symlink_to(item)
+        else:
+            shutil.copy(item, dest / item.name)
+    return dest
+
+
 @pytest.fixture
 def sample_repo(tmp_path: Path) -> Path:
     return copy_fixture(tmp_path / "repo")

@@ -4,7 +4,6 @@ layout it runs, and never importing the library it replaces."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from codeindex.config import DEFAULT_MODEL, load_settings
 from codeindex.embedding import ModelEmbedder, bundled_model_path
 from codeindex.embedding.bert import BertEncoder, layout_problem
 from codeindex.errors import CodeIndexError, ConfigError
+from tests.conftest import copy_model
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "sample_repo"
 
@@ -65,31 +65,17 @@ def test_builtin_truncates_like_the_library(library_model) -> None:
     assert np.abs(a - b).max() < 1e-6
 
 
-def _copy_model(dest: Path) -> Path:
-    """A copy of the bundled model directory (the weights linked, not copied)."""
-    src = bundled_model_path()
-    dest.mkdir()
-    for item in src.iterdir():
-        if item.is_dir():
-            shutil.copytree(item, dest / item.name)
-        elif item.name == "model.safetensors":
-            (dest / item.name).symlink_to(item)
-        else:
-            shutil.copy(item, dest / item.name)
-    return dest
-
-
 def test_layout_problems_name_the_reason(tmp_path: Path) -> None:
     assert layout_problem(bundled_model_path()) is None
-    cls_pooling = _copy_model(tmp_path / "cls")
+    cls_pooling = copy_model(tmp_path / "cls")
     cfg = json.loads((cls_pooling / "1_Pooling" / "config.json").read_text())
     cfg.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
     (cls_pooling / "1_Pooling" / "config.json").write_text(json.dumps(cfg))
     assert "pooling" in layout_problem(cls_pooling)
-    no_weights = _copy_model(tmp_path / "noweights")
+    no_weights = copy_model(tmp_path / "noweights")
     (no_weights / "model.safetensors").unlink()
     assert "model.safetensors" in layout_problem(no_weights)
-    not_bert = _copy_model(tmp_path / "notbert")
+    not_bert = copy_model(tmp_path / "notbert")
     cfg = json.loads((not_bert / "config.json").read_text())
     (not_bert / "config.json").write_text(json.dumps(cfg | {"model_type": "roberta"}))
     assert "BERT" in layout_problem(not_bert)
@@ -97,7 +83,7 @@ def test_layout_problems_name_the_reason(tmp_path: Path) -> None:
 
 
 def test_auto_falls_back_to_the_library_and_builtin_refuses(tmp_path: Path) -> None:
-    model = _copy_model(tmp_path / "cls")
+    model = copy_model(tmp_path / "cls")
     cfg = json.loads((model / "1_Pooling" / "config.json").read_text())
     cfg.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
     (model / "1_Pooling" / "config.json").write_text(json.dumps(cfg))

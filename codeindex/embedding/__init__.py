@@ -11,6 +11,8 @@ Modules, one job each:
   loaded lazily, encoded in governed batches with out-of-memory retry
 * ``bert``      — ``BertEncoder``: the builtin torch encoder the bundled model runs on
   (imports torch; loaded only by ``model``)
+* ``numpy_bert`` — ``NumpyBertEncoder``: the same forward pass in numpy, no torch
+* ``bert_layout`` — what the two share: supported layouts, config, tokenisation
 * ``tokens``    — ``WordPieceCounter``: the model's exact, additive token counter
 * ``fake``      — ``FakeEmbedder``: hashed bag-of-words vectors for tests and benchmarks
 * ``lifecycle`` — ``get_embedder`` (one embedder per process), ``IdleUnloader``,

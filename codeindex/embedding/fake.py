@@ -45,6 +45,10 @@ class FakeEmbedder:
 
     count_tokens = _WordCounter()
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """The query's vector: ``embed([text])[0]``."""
+        return self.embed([text])[0]
+
     def embed(self, texts: list[str]) -> np.ndarray:
         self.calls += 1
         self.texts_embedded += len(texts)

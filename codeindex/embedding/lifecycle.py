@@ -86,6 +86,10 @@ class EmbedThread:
     def embed(self, texts: list[str]) -> np.ndarray:
         return self._thread.submit(self.inner.embed, texts).result()
 
+    def embed_query(self, text: str) -> np.ndarray:
+        # On the thread too: the query may run on the torch model.
+        return self._thread.submit(self.inner.embed_query, text).result()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
@@ -113,6 +117,12 @@ def get_embedder(settings: Settings) -> Embedder:
                     min_batch=settings.min_batch_size,
                     batch_budget_mb=settings.embed_memory_mb,
                 )
-                emb = ModelEmbedder(settings.model, settings.device, gov, encoder=settings.encoder)
+                emb = ModelEmbedder(
+                    settings.model,
+                    settings.device,
+                    gov,
+                    encoder=settings.encoder,
+                    query_encoder=settings.query_encoder,
+                )
             _shared[key] = emb
         return emb

@@ -3,11 +3,15 @@ a sentence-transformers directory), loaded lazily, encoded in governed batches.
 
 torch, sentence-transformers and :mod:`codeindex.embedding.bert` (which imports torch)
 are imported only when the model is first loaded, so commands that do not embed
-(``--help``, ``status``, ``list-files``) never pay for importing torch.
+(``--help``, ``status``, ``list-files``) never pay for importing torch. A search query in
+a process that has not loaded the model is embedded by the numpy encoder
+(:mod:`codeindex.embedding.numpy_bert`, see :meth:`ModelEmbedder.embed_query`), so
+``codeindex search`` never imports torch either.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -18,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from codeindex.config import DEFAULT_MODEL, ENCODERS
+from codeindex.config import DEFAULT_MODEL, ENCODERS, QUERY_ENCODERS
+from codeindex.embedding.bert_layout import layout_problem
 from codeindex.embedding.protocol import EmbedError
 from codeindex.embedding.tokens import load_counter
 from codeindex.errors import CodeIndexError
@@ -81,6 +86,11 @@ class ModelEmbedder:
     the sentence-transformers stack is never imported), ``sentence-transformers`` the
     library, ``auto`` the builtin one whenever the directory's layout allows it.
     ``backend`` says which one loaded.
+
+    ``query_encoder`` picks what :meth:`embed_query` runs (see there): ``numpy``, the
+    torch-free encoder of the builtin layout; ``torch``, the model above; ``auto``, numpy
+    until this process loads the model. ``query_backend`` says which one embedded the
+    last query ("numpy", "builtin" or "sentence-transformers").
     """
 
     def __init__(
@@ -89,17 +99,25 @@ class ModelEmbedder:
         device: str = "auto",
         governor: Governor | None = None,
         encoder: str = "auto",
+        query_encoder: str = "auto",
     ):
         if encoder not in ENCODERS:
             raise CodeIndexError(f"encoder {encoder!r} is not one of {', '.join(ENCODERS)}.")
+        if query_encoder not in QUERY_ENCODERS:
+            raise CodeIndexError(
+                f"query_encoder {query_encoder!r} is not one of {', '.join(QUERY_ENCODERS)}."
+            )
         self.model_id = model
         self.path = _model_path(model)
         self.dimension = 384 if model == DEFAULT_MODEL else self._read_dimension()
         self.device_setting = device
         self.encoder = encoder
         self.backend: str | None = None  # "builtin" or "sentence-transformers" once loaded
+        self.query_encoder = query_encoder
+        self.query_backend: str | None = None  # what embedded the last query
         self.governor = governor or Governor()
         self._model = None
+        self._query_model: Any = None  # the NumpyBertEncoder, while it is the query path
         self._counter: Callable[[str], int] | None = None
         self._lock = threading.Lock()  # guards load/unload, and serialises encode
         self.last_used = 0.0
@@ -127,7 +145,8 @@ class ModelEmbedder:
     # -- model lifecycle --
     @property
     def loaded(self) -> bool:
-        return self._model is not None
+        """True while a model is held: the torch model or the numpy query encoder."""
+        return self._model is not None or self._query_model is not None
 
     def _load(self):
         if self._model is None:
@@ -163,6 +182,10 @@ class ModelEmbedder:
             if half:
                 self.governor.device = device
             self._model = model
+            if self.query_encoder == "auto":
+                # From now on queries use this model too: holding the numpy encoder's
+                # copy of the weights beside it would double the model's memory.
+                self._query_model = None
             self.loads += 1
             log.info(
                 "model %s loaded on %s (%s encoder) in %.1fs",
@@ -184,15 +207,62 @@ class ModelEmbedder:
         return model.half() if half else model
 
     def unload(self) -> bool:
-        """Drop the model (idle unload); the next embed reloads it. True if it was loaded."""
+        """Drop the model and the numpy query encoder (idle unload); the next embed or query
+        reloads what it needs. True if either was loaded."""
         with self._lock:
-            if self._model is None:
+            if self._model is None and self._query_model is None:
                 return False
-            self._model = None
+            self._model = self._query_model = None
         release_caches()
         return True
 
     # -- encoding --
+    def embed_query(self, text: str) -> np.ndarray:
+        """The unit vector of one search query: float32, shape (dimension,).
+
+        With ``query_encoder = "auto"`` it runs on the numpy encoder while this process
+        has never loaded the torch model and the model's layout allows it (and
+        ``encoder`` is not "sentence-transformers", which asks for the library's own
+        forward pass): a one-shot ``codeindex search`` then never imports torch. A
+        process that has loaded the model (indexing, the MCP server's warm-up) keeps
+        using it, reloaded after an idle unload, so it holds one model, not two. Both
+        encoders give the same vectors within 1e-5 (tested), so an index built by one is
+        searched with the other. ``"numpy"`` always uses the numpy encoder (an error
+        for a model outside its layout); ``"torch"`` always the model.
+        """
+        with self._lock:  # decided under the lock: a model loading meanwhile is seen
+            if self._numpy_query():
+                if self._query_model is None:
+                    from codeindex.embedding.numpy_bert import NumpyBertEncoder
+
+                    t0 = time.perf_counter()
+                    self._query_model = NumpyBertEncoder(self.path)
+                    log.info("numpy query encoder loaded in %.2fs", time.perf_counter() - t0)
+                self.last_used = time.monotonic()
+                self.query_backend = "numpy"
+                return self._query_model.encode([text])[0]
+        vec = self.embed([text])[0]
+        self.query_backend = self.backend
+        return vec
+
+    def _numpy_query(self) -> bool:
+        """Whether :meth:`embed_query` runs on the numpy encoder (see there)."""
+        if self.query_encoder == "torch":
+            return False
+        problem = self._layout_problem
+        if self.query_encoder == "numpy":
+            if problem is not None:
+                raise CodeIndexError(
+                    f"the numpy query encoder cannot run the model at {self.path}: {problem}; "
+                    "set query_encoder = 'auto' or 'torch'."
+                )
+            return True
+        return self.loads == 0 and self.encoder != "sentence-transformers" and problem is None
+
+    @functools.cached_property
+    def _layout_problem(self) -> str | None:
+        return layout_problem(self.path)
+
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)

@@ -8,6 +8,9 @@ Contract of every Embedder:
   word pieces without special tokens, exactly (the chunkers fit chunks into the model
   window with it). The real and fake counters are additive over lines and offer
   ``prefix_end`` (see ``codeindex.chunking.tokens``), so chunking counts each line once.
+* ``embed_query(text)`` is the vector of one search query, shape (dimension,): what
+  ``embed([text])[0]`` returns, within 1e-5 per component. An embedder may run it on a
+  lighter encoder than its batches (the real model: numpy instead of torch).
 """
 
 from __future__ import annotations
@@ -36,3 +39,5 @@ class Embedder(Protocol):
     def count_tokens(self) -> Callable[[str], int]: ...
 
     def embed(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
