@@ -48,7 +48,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     embedder = None
     flip = False
     for r in repos:
-        settings = load_settings(r["root"], index_dir=work / "indexes" / r["name"], env={})
+        # The choice concerns the torch encoder (the numpy one keeps its maths on one
+        # thread always), so queries go through torch here.
+        settings = load_settings(
+            r["root"], index_dir=work / "indexes" / r["name"], env={}, query_encoder="torch"
+        )
         embedder = embedder or get_embedder(settings)
         ci = CodeIndex(settings, embedder=embedder)
         ci.index()
