@@ -45,13 +45,9 @@ from pydantic.fields import FieldInfo
 
 from codeindex import __version__, discovery
 from codeindex.config import Settings, load_settings
-from codeindex.errors import (
-    CodeIndexError,
-    IncompatibleIndexError,
-    IndexMissingError,
-)
+from codeindex.errors import CodeIndexError, IndexMissingError
 from codeindex.mcp.packing import check_max_tokens, pack
-from codeindex.types import IndexReport, utc_iso
+from codeindex.types import IndexReport, SearchPage, utc_iso
 
 if TYPE_CHECKING:  # importing these at run time would import lancedb (seconds)
     from codeindex.embedding import EmbedThread, IdleUnloader
@@ -568,20 +564,20 @@ def search_code(
         try:
             # Until the model is loaded, answer from the full-text side at once rather
             # than making the first call wait for torch (several seconds).
-            semantic = state.model_ready
-            res = state.index.search(
-                query, k, language=language, glob=path_glob, cursor=cursor, semantic=semantic
-            ).as_dict()
-            res["semantic"] = semantic and res["coverage"] > 0  # did the vector side run
-        except (IndexMissingError, IncompatibleIndexError) as exc:
-            # Missing: the catch-up (or a reindex) is creating it. Incompatible while
-            # indexing: it is being rebuilt. Either way answer "nothing yet", not an error.
-            if isinstance(exc, IncompatibleIndexError) and not state.indexing:
-                raise
-            res = {"query": query.strip(), "results": [], "next_cursor": None}
-            res.update(coverage=0.0, semantic=False)
-            if not state.indexing:
-                notes.append(f"There is no index yet; call reindex to build it. ({exc})")
+            page = state.index.search(
+                query,
+                k,
+                language=language,
+                glob=path_glob,
+                cursor=cursor,
+                semantic=state.model_ready,
+                run_pending=state.indexing,
+            )
+        except IndexMissingError as exc:  # and nothing is building it: say how to
+            page = SearchPage.empty(query)
+            notes.append(f"There is no index yet; call reindex to build it. ({exc})")
+    res = page.as_dict()
+    res["semantic"] = page.semantic
     if max_tokens:
         res["results"], res["omitted"] = pack(res["results"], max_tokens)
         res["max_tokens"] = max_tokens
