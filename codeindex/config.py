@@ -76,7 +76,7 @@ class Settings:
     max_page_size: int = 500  # files per page (list_files)
     max_code_lines: int = 2000  # lines per range (get_code)
     max_code_bytes: int = 512 * 1024  # characters per range, counted as read (get_code)
-    # --- MCP server (enforced in mcp/server.py) ---
+    # --- background runs of the long-running modes (enforced in live.py) ---
     max_reindex_paths: int = 1000  # paths in one reindex call; more: reindex the root
     max_reported_failures: int = 20  # failed files listed in a reindex result (count exact)
     sources: dict[str, str] = field(default_factory=dict, compare=False)

@@ -71,6 +71,8 @@ class CodeIndex:
         self.lock = WriterLock(settings.index_dir)
         self._write_guard = threading.Lock()  # one writer thread in this process
         self.current_run: dict[str, Any] | None = None  # progress of a run in this process
+        self._runs = 0  # index() calls in progress in this process, waiting ones included
+        self._runs_lock = threading.Lock()
         # Set by an in-process watcher (MCP server); otherwise status reads watcher.json.
         self.watcher_status: Callable[[], dict[str, Any]] | None = None
         self.last_report: IndexReport | None = None
@@ -108,6 +110,12 @@ class CodeIndex:
                     consistency_seconds=0.0 if self.long_lived else None,
                 )
             return self._store
+
+    @property
+    def running(self) -> bool:
+        """True while an ``index()`` call of this process is in progress, including one
+        that still waits for the writer lock."""
+        return self._runs > 0
 
     def embedder_dimension(self) -> int:
         # The real model's dimension is known without loading it.
@@ -174,12 +182,18 @@ class CodeIndex:
         latency); the caller must call ``compact()`` later. New rows are searchable
         either way.
         """
-        with self._write_guard:
-            self.lock.acquire(wait=wait, on_wait=on_wait)
-            try:
-                return self._index_locked(paths, progress, stop, embed, compact)
-            finally:
-                self.lock.release()
+        with self._runs_lock:
+            self._runs += 1
+        try:
+            with self._write_guard:
+                self.lock.acquire(wait=wait, on_wait=on_wait)
+                try:
+                    return self._index_locked(paths, progress, stop, embed, compact)
+                finally:
+                    self.lock.release()
+        finally:
+            with self._runs_lock:
+                self._runs -= 1
 
     def compact(self, *, wait: bool = False) -> bool:
         """Compact the tables and drop old versions (what index() does at its end).
@@ -255,14 +269,23 @@ class CodeIndex:
         cursor: str = "",
         semantic: bool = True,
         ranking: Ranking | None = None,
+        run_pending: bool = False,
     ) -> SearchPage:
         """Hybrid search: one page of ranked hits.
 
         ``semantic=False`` skips embedding the query (full-text side only), so a
         long-lived server can answer while its model is still loading. ``ranking``
         switches retrievers or rules off (benchmark ablations); default: all on.
+        The page's ``semantic`` says whether the vector side ran: not with
+        ``semantic=False``, with the vector retriever off, or while nothing is embedded.
         Refuses queries over ``max_query_chars``, ``k`` outside 1..``max_k`` and pages
-        beyond ``max_search_depth`` hits (settings)."""
+        beyond ``max_search_depth`` hits (settings).
+
+        An index that does not exist yet, or is incompatible and so about to be rebuilt,
+        raises IndexMissingError / IncompatibleIndexError, unless a run is building it:
+        one of this process (:attr:`running`) or one the caller has queued
+        (``run_pending``: a long-lived front end's catch-up or watcher). Then the answer
+        is "no results yet", an empty page with coverage 0.0."""
         limits = self.settings
         query = (query or "").strip()
         if not query:
@@ -272,7 +295,12 @@ class CodeIndex:
                 f"the query is {len(query)} characters; keep it under {limits.max_query_chars}."
             )
         self._check_k(k)
-        store = self._require_searchable()
+        try:
+            store = self._require_searchable()
+        except (IndexMissingError, IncompatibleIndexError):
+            if run_pending or self.running:
+                return SearchPage.empty(query)
+            raise
         fp = fingerprint("search", query, k, language, glob)
         offset = decode_cursor(cursor, "search", fp)[0] if cursor else 0
         if offset + k > limits.max_search_depth:
@@ -300,7 +328,8 @@ class CodeIndex:
 
         words = _Background(words_side) if ranking.lexical or names else None
         vector_hits: list[dict[str, Any]] = []
-        if with_vec and semantic and ranking.vector:
+        semantic = bool(with_vec and semantic and ranking.vector)
+        if semantic:
             qvec = self.embedder.embed_query(query)  # torch-free where it can be
             vector_hits = store.vector_search(
                 qvec, fetch, where, with_text=False, all_embedded=with_vec == total
@@ -332,6 +361,7 @@ class CodeIndex:
             results=tuple(self._hit(r, query) for r in page),
             next_cursor=next_cursor,
             coverage=round(with_vec / total, 4) if total else 0.0,
+            semantic=semantic,
         )
 
     def _check_k(self, k: int) -> None:

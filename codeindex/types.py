@@ -174,12 +174,22 @@ class SearchHit:
 @dataclass(frozen=True, slots=True)
 class SearchPage:
     """One page of search results; ``next_cursor`` is None on the last page and
-    ``coverage`` the share of chunks with vectors."""
+    ``coverage`` the share of chunks with vectors.
+
+    ``semantic`` says whether the vector side ran (the query was embedded and searched).
+    It is not part of ``as_dict()``: the CLI's JSON shape predates it, and the MCP tool
+    adds it under its own key."""
 
     query: str
     results: tuple[SearchHit, ...]
     next_cursor: str | None
     coverage: float
+    semantic: bool = False
+
+    @classmethod
+    def empty(cls, query: str) -> SearchPage:
+        """ "No results yet": the page of an index that is still being built."""
+        return cls(query=query.strip(), results=(), next_cursor=None, coverage=0.0)
 
     def as_dict(self) -> dict[str, Any]:
         return {

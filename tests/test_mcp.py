@@ -33,8 +33,6 @@ from codeindex import service
 from codeindex.embedding import FakeEmbedder
 from codeindex.locking import WriterLock
 from codeindex.mcp.packing import CHARS_PER_TOKEN, ELISION, merge_by_file, pack
-from codeindex.mcp.server import _report
-from codeindex.types import IndexReport
 from tests.conftest import INDEXABLE as FIXTURE_FILES
 from tests.conftest import UTC_ISO, copy_fixture, fake_settings
 
@@ -345,13 +343,6 @@ def test_lowered_limit_settings_are_enforced_and_shown(tmp_path: Path):
     finally:
         proc.close()
     assert not proc.transport_errors
-
-
-def test_reindex_result_lists_at_most_max_reported_failures():
-    failed = [{"path": f"f{i}.py", "reason": "unreadable", "detail": ""} for i in range(5)]
-    out = _report(IndexReport(failed=failed), 2)
-    assert out["failed_count"] == 5
-    assert [f["path"] for f in out["failed"]] == ["f0.py", "f1.py"]
 
 
 # ------------------------------------------------------------------ list_files

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 
-from codeindex.errors import BadCursorError, CodeIndexError
-from tests.conftest import open_store
+from codeindex.embedding import FakeEmbedder
+from codeindex.errors import BadCursorError, CodeIndexError, IndexMissingError
+from codeindex.locking import WriterLock
+from codeindex.ranking import Ranking
+from codeindex.service import CodeIndex
+from codeindex.types import SearchPage
+from tests.conftest import fake_settings, open_store
 
 pytestmark = pytest.mark.model
 
@@ -113,3 +121,42 @@ def test_candidates_are_read_without_text_and_the_page_gets_it(fake_index) -> No
     for hit in fake_index.search("rate limiter", k=5).results:
         lines = (fake_index.settings.root / hit.path).read_text().splitlines()
         assert hit.snippet == "\n".join(lines[hit.start_line - 1 : hit.end_line])
+
+
+def test_the_page_says_whether_the_vector_side_ran(fake_index, sample_repo: Path) -> None:
+    page = fake_index.search("rate limiter", k=3)
+    assert page.semantic is True and page.results
+    assert "semantic" not in page.as_dict()  # the CLI's --json shape stays as it was
+    assert fake_index.search("rate limiter", k=3, semantic=False).semantic is False
+    assert fake_index.search("rate limiter", ranking=Ranking(vector=False)).semantic is False
+    # Nothing embedded yet: full-text hits only, even when semantic search is asked for.
+    words_only = CodeIndex(fake_settings(sample_repo, index_dir=sample_repo / ".words"))
+    words_only.index(embed=False)
+    page = words_only.search("rate limiter", k=3)
+    assert page.results and page.coverage == 0.0 and page.semantic is False
+
+
+def test_no_results_yet_while_a_run_builds_the_index(sample_repo: Path) -> None:
+    ci = CodeIndex(fake_settings(sample_repo), embedder=FakeEmbedder())
+    with pytest.raises(IndexMissingError):  # nothing is building it
+        ci.search("validate_jwt")
+    # A run the caller has queued (a server's catch-up): "no results yet".
+    assert ci.search(" validate_jwt ", run_pending=True) == SearchPage.empty("validate_jwt")
+    with pytest.raises(CodeIndexError, match="between 1 and 100"):  # still validated
+        ci.search("validate_jwt", k=0, run_pending=True)
+    # A run of this process, waiting for the writer lock another writer holds.
+    other = WriterLock(ci.settings.index_dir)
+    other.acquire()
+    waiting = threading.Event()
+    run = threading.Thread(target=ci.index, kwargs={"on_wait": lambda _msg: waiting.set()})
+    run.start()
+    try:
+        assert waiting.wait(30)
+        assert ci.running
+        page = ci.search("validate_jwt")
+        assert (page.results, page.coverage, page.semantic) == ((), 0.0, False)
+    finally:
+        other.release()
+        run.join(60)
+    assert not ci.running
+    assert ci.search("validate_jwt").results[0].path == "auth/tokens.py"
