@@ -348,16 +348,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
     text. Messages go to stderr.
     """
     try:
-        from codeindex.watch import Watcher
+        from codeindex.live import LiveIndex
+        from codeindex.watch import Watcher  # noqa: F401 - only: is watch mode in this build
     except ImportError:
         _err("watch mode is not available in this build")
         return EXIT_ERROR
     from codeindex import runstate
-    from codeindex.embedding import IdleUnloader
-    from codeindex.service import CodeIndex
 
     settings = _settings(args, args.path, debounce_ms=args.debounce_ms)
-    ci = CodeIndex(settings, long_lived=True)
 
     def on_update(event: dict[str, Any]) -> None:
         with contextlib.suppress(BrokenPipeError):
@@ -370,10 +368,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
             f"codeindex: note: another watcher (pid {other.get('pid')}) is already "
             "keeping this index fresh; both will apply updates.\n"
         )
-    watcher = Watcher(ci, on_update=on_update, use_polling=args.polling)
-    # Between bursts of edits the model's memory goes back to the system; the next
-    # update that has chunks to embed reloads it.
-    unloader = IdleUnloader(ci.embedder, settings.idle_unload_minutes).start()
+    # The runtime the MCP server uses too: one index, the watcher, and idle unload (between
+    # bursts of edits the model's memory goes back; the next update that has chunks to
+    # embed reloads it). No warm-up: an update loads the model when it needs it.
+    live = LiveIndex(
+        settings, watch=True, warm_up=False, on_update=on_update, use_polling=args.polling
+    )
     stop = threading.Event()
     interrupts = [0]
 
@@ -383,24 +383,22 @@ def cmd_watch(args: argparse.Namespace) -> int:
             stop.set()
             sys.stderr.write("\ncodeindex: stopping after pending changes (Ctrl-C to abandon)\n")
         else:
-            watcher.abort()
+            live.abort()
 
     old_int = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
     try:
-        watcher.start()
-        st = watcher.status()
+        live.start(wait=True)
+        st = live.watcher_status()
         extra = f"; polling {', '.join(st['polling_fallback'])}" if st["polling_fallback"] else ""
         sys.stderr.write(
             f"codeindex: watching {settings.root} ({st['mode']}{extra}); Ctrl-C to stop\n"
         )
         while not stop.wait(3600):
             pass
-        watcher.stop(flush=True)
+        live.close(flush=True)
     finally:
-        if watcher.status()["running"]:
-            watcher.stop(flush=False)
-        unloader.stop()
+        live.close()  # again is safe; drops pending changes if the loop did not end
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
     return EXIT_INTERRUPTED if interrupts[0] > 1 else EXIT_OK

@@ -3,6 +3,11 @@
 Front ends parse input, call one method here and render the returned typed values
 (codeindex.types; ``as_dict()`` is their JSON shape);
 validation, filtering and ranking live here or below.
+
+Why one module of ~650 lines: it is the ``CodeIndex`` class, the boundary itself; each
+method validates, opens the store once and hands over to a lower module (``pipeline``
+runs an index, ``ranking`` orders a search, ``storage`` pages files), so what remains
+here is the contract of each operation, in one place for the front ends to read.
 """
 
 from __future__ import annotations

@@ -34,8 +34,7 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset()
 # The package's units (a top-level module, or a subpackage as a whole), top layer
 # first. "codeindex" is the package's own __init__ (``__version__``): Python runs it
 # before any submodule, so it sits at the bottom and may import nothing above it.
-# A unit listed here need not exist yet ("live": the shared state of the long-running
-# modes, DESIGN.md); a unit that exists but is not listed fails the test.
+# A unit that exists but is not listed fails the test.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("front ends", frozenset({"__main__", "cli", "mcp"})),
     ("live", frozenset({"live"})),

@@ -184,3 +184,42 @@ def test_idle_unload_then_reload_on_the_next_search(real_index, tmp_path: Path) 
         assert live.model_state == "loaded"
     finally:
         live.close()
+
+
+@pytest.mark.model
+def test_watch_mode_unloads_when_idle_and_reloads_for_the_next_update(
+    real_index, tmp_path: Path
+) -> None:
+    # As the watch command runs it (no warm-up): an update with code to embed loads the
+    # model, idle time gives its memory back, the next update loads it again.
+    root = tmp_path / "repo"
+    shutil.copytree(real_index.settings.root, root, symlinks=True)
+    settings = load_settings(root, env={}, version_retention_seconds=0, idle_unload_minutes=0.01)
+    updates: list[dict[str, Any]] = []
+    arrived = threading.Condition()
+
+    def on_update(event: dict[str, Any]) -> None:
+        with arrived:
+            updates.append(event)
+            arrived.notify_all()
+
+    def updated(path: str) -> bool:
+        return any(u["event"] == "update" and path in u["paths"] for u in updates)
+
+    live = LiveIndex(settings, watch=True, warm_up=False, on_update=on_update)
+    try:
+        live.start(wait=True)
+        (root / "otter.py").write_text("def otter_dive_seconds():\n    return 240\n")
+        with arrived:
+            assert arrived.wait_for(lambda: updated("otter.py"), DEADLINE_S)
+        embedder = live.index.embedder
+        assert embedder.loaded  # the update embedded its chunk with the real model
+        wait_until(lambda: not embedder.loaded, "the idle unload")
+        (root / "heron.py").write_text("def heron_wading_depth_cm():\n    return 30\n")
+        with arrived:
+            assert arrived.wait_for(lambda: updated("heron.py"), DEADLINE_S)
+        assert embedder.loaded  # reloaded for the update
+        page = live.index.search("how deep does the heron wade", 3)  # the vector side too
+        assert page.semantic and page.results[0].path == "heron.py"
+    finally:
+        live.close(flush=True)
