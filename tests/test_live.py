@@ -38,6 +38,26 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = DEADLINE_S)
     return value
 
 
+class Updates:
+    """The watcher's on_update events, and a wait for one of a kind (and path)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._arrived = threading.Condition()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self._arrived:
+            self.events.append(event)
+            self._arrived.notify_all()
+
+    def seen(self, kind: str, path: str | None = None) -> bool:
+        return any(e["event"] == kind and (path is None or path in e["paths"]) for e in self.events)
+
+    def wait(self, kind: str, path: str | None = None) -> None:
+        with self._arrived:
+            assert self._arrived.wait_for(lambda: self.seen(kind, path), DEADLINE_S), (kind, path)
+
+
 @pytest.fixture
 def live(sample_repo: Path) -> Iterator[LiveIndex]:
     """A LiveIndex without watching, started and caught up (fake model)."""
@@ -135,26 +155,14 @@ def test_a_job_report_lists_at_most_max_reported_failures() -> None:
 
 def test_watching_reconciles_at_start_and_follows_changes(sample_repo: Path) -> None:
     # As the watch command uses it: no warm-up, updates reported through on_update.
-    updates: list[dict[str, Any]] = []
-    arrived = threading.Condition()
-
-    def on_update(event: dict[str, Any]) -> None:
-        with arrived:
-            updates.append(event)
-            arrived.notify_all()
-
-    def seen(kind: str, path: str | None = None) -> bool:
-        return any(u["event"] == kind and (path is None or path in u["paths"]) for u in updates)
-
-    live = LiveIndex(fake_settings(sample_repo), watch=True, warm_up=False, on_update=on_update)
+    updates = Updates()
+    live = LiveIndex(fake_settings(sample_repo), watch=True, warm_up=False, on_update=updates)
     try:
         live.start(wait=True)  # returns once the watcher runs; its reconcile catches up
         assert live.watcher_status()["running"] and live.job is None
-        with arrived:
-            assert arrived.wait_for(lambda: seen("reconcile"), DEADLINE_S)
+        updates.wait("reconcile")
         (sample_repo / "net/wombat.py").write_text("def wombat_burrow_depth():\n    return 3\n")
-        with arrived:
-            assert arrived.wait_for(lambda: seen("update", "net/wombat.py"), DEADLINE_S)
+        updates.wait("update", "net/wombat.py")
         hit = live.search("wombat_burrow_depth", 1).results[0]
         assert hit.path == "net/wombat.py"
         assert live.index.status(check_stale=False).watcher["running"] is True
@@ -195,29 +203,17 @@ def test_watch_mode_unloads_when_idle_and_reloads_for_the_next_update(
     root = tmp_path / "repo"
     shutil.copytree(real_index.settings.root, root, symlinks=True)
     settings = load_settings(root, env={}, version_retention_seconds=0, idle_unload_minutes=0.01)
-    updates: list[dict[str, Any]] = []
-    arrived = threading.Condition()
-
-    def on_update(event: dict[str, Any]) -> None:
-        with arrived:
-            updates.append(event)
-            arrived.notify_all()
-
-    def updated(path: str) -> bool:
-        return any(u["event"] == "update" and path in u["paths"] for u in updates)
-
-    live = LiveIndex(settings, watch=True, warm_up=False, on_update=on_update)
+    updates = Updates()
+    live = LiveIndex(settings, watch=True, warm_up=False, on_update=updates)
     try:
         live.start(wait=True)
         (root / "otter.py").write_text("def otter_dive_seconds():\n    return 240\n")
-        with arrived:
-            assert arrived.wait_for(lambda: updated("otter.py"), DEADLINE_S)
+        updates.wait("update", "otter.py")
         embedder = live.index.embedder
         assert embedder.loaded  # the update embedded its chunk with the real model
         wait_until(lambda: not embedder.loaded, "the idle unload")
         (root / "heron.py").write_text("def heron_wading_depth_cm():\n    return 30\n")
-        with arrived:
-            assert arrived.wait_for(lambda: updated("heron.py"), DEADLINE_S)
+        updates.wait("update", "heron.py")
         assert embedder.loaded  # reloaded for the update
         page = live.index.search("how deep does the heron wade", 3)  # the vector side too
         assert page.semantic and page.results[0].path == "heron.py"
