@@ -29,6 +29,12 @@ def machine() -> dict[str, Any]:
     }
 
 
+def run_facts(data: dict[str, Any]) -> str:
+    """ "commit C; DATE; N cores, R GiB" for a report made from ``machine()`` and a commit."""
+    m = data["machine"]
+    return f"commit {data['commit']}; {m['date']}; {m['cores']} cores, {m['ram_gib']} GiB"
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import machine, pct, write_report  # noqa: E402
+from benchmarks.common import machine, pct, run_facts, write_report  # noqa: E402
 
 K = 10
 CATEGORIES = ("architecture", "semantic", "symbol")
@@ -297,13 +297,11 @@ def _f(x: float | None) -> str:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    m = data["machine"]
     out = [
         "# codeindex search quality",
         "",
         f"{data['repos']} repositories, {data['queries']} queries from `{data['bench']}`; "
-        f"model {data['model']}; commit {data['commit']}; {m['date']}; "
-        f"{m['cores']} cores, {m['ram_gib']} GiB.",
+        f"model {data['model']}; {run_facts(data)}.",
         "",
         "| variant | NDCG@10 | architecture | semantic | symbol | Recall@10 | MRR@10 "
         "| lines/hit | p50 ms | p95 ms |",

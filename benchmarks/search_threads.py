@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import machine, pct, write_report  # noqa: E402
+from benchmarks.common import machine, pct, run_facts, write_report  # noqa: E402
 from benchmarks.quality import K, _commit, load_bench  # noqa: E402
 
 MODES = {"one thread": 4, "all threads": 0}  # mode -> SMALL_BATCH
@@ -84,12 +84,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    m = data["machine"]
     lines = [
         "# Warm search latency: query encoded on one thread vs all threads",
         "",
-        f"{len(data['repos'])} repositories; commit {data['commit']}; {m['date']}; "
-        f"{m['cores']} cores, {m['ram_gib']} GiB; torch threads {data['torch_threads']}.",
+        f"{len(data['repos'])} repositories; {run_facts(data)}; "
+        f"torch threads {data['torch_threads']}.",
         "",
         "| mode | p50 ms | p95 ms | searches |",
         "|---|---|---|---|",
