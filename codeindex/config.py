@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from codeindex.errors import ConfigError
+from codeindex.reading import read_regular
 
 SCHEMA_VERSION = 3
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 INDEX_DIRNAME = ".codeindex"
+# pyproject.toml / .codeindex.toml larger than this are refused (a real one is a few KiB).
+MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,11 @@ def _coerce(name: str, value: Any, source: str) -> Any:
 
 
 def _read_toml(path: Path, table: str | None) -> dict[str, Any]:
+    # The repository controls these files: a FIFO or a link to /dev/zero named
+    # pyproject.toml must give an error, not a hang or unbounded memory.
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = read_regular(str(path), MAX_CONFIG_FILE_BYTES, follow_symlinks=True)
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

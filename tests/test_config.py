@@ -94,3 +94,25 @@ def test_queue_chunks_is_gone(tmp_path: Path) -> None:
     # It bounded nothing (the reader queue is counted in files); now it is unknown.
     with pytest.raises(ConfigError, match="unknown setting 'queue_chunks'"):
         load_settings(tmp_path, env={}, queue_chunks=10)
+
+
+@pytest.mark.parametrize("name", ["pyproject.toml", ".codeindex.toml"])
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "too-large"])
+def test_a_config_file_that_is_not_a_small_regular_file_is_a_clear_error(
+    tmp_path: Path, name: str, kind: str
+) -> None:
+    # A repository controls its config files: a FIFO must not hang the load, a link to
+    # /dev/zero must not read without end, a huge file must not be parsed.
+    import os
+
+    from codeindex.config import MAX_CONFIG_FILE_BYTES
+
+    path = tmp_path / name
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_text("# padding\n" * (MAX_CONFIG_FILE_BYTES // 10 + 1))
+    with pytest.raises(ConfigError, match=f"cannot read .*{name}"):
+        load_settings(tmp_path, env={})

@@ -1125,5 +1125,6 @@ def test_module_only_imports_allowed_stages() -> None:
                     "codeindex.config",
                     "codeindex.languages",
                     "codeindex.errors",
+                    "codeindex.reading",
                 }
             ), f"{module.name}: {ln}"

@@ -42,7 +42,10 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("service", frozenset({"service"})),
     ("pipeline", frozenset({"pipeline"})),
     ("stages", frozenset({"discovery", "chunking", "embedding", "storage", "ranking"})),
-    ("support", frozenset({"config", "memory", "languages", "locking", "runstate"})),
+    (
+        "support",
+        frozenset({"config", "memory", "languages", "locking", "runstate", "reading"}),
+    ),
     ("values", frozenset({"types", "errors", "codeindex"})),
 )
 # Layers whose units may not import one another (DESIGN.md: "Stages do not import each

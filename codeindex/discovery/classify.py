@@ -16,8 +16,8 @@ from codeindex.discovery.generated import (
     generated_skip,
 )
 from codeindex.discovery.ignore import IgnoreMatcher
-from codeindex.discovery.reading import NotRegularFileError, open_regular, special_kind
 from codeindex.languages import detect_language
+from codeindex.reading import NotRegularFileError, open_regular, special_kind
 from codeindex.types import Skipped, SkipReason, SourceFile
 
 

@@ -31,7 +31,7 @@ from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
 
 from codeindex.config import Settings
 from codeindex.discovery.deny import always_excluded, index_dir_rels, within
-from codeindex.discovery.reading import NotRegularFileError, TooLargeError, read_regular
+from codeindex.reading import NotRegularFileError, TooLargeError, read_regular
 
 log = logging.getLogger(__name__)
 

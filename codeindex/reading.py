@@ -1,4 +1,5 @@
-"""The one way discovery opens a file: never blocking, never anything but a regular file.
+"""The one way codeindex opens a file a repository controls (sources, ignore files,
+``.git`` files, its own config files): never blocking, never anything but a regular file.
 
 A repository can commit a FIFO (``open`` blocks forever), a symlink to ``/dev/zero`` or
 ``/dev/urandom`` (reading never ends), or a socket. ``open_regular`` opens without
