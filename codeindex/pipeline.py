@@ -37,6 +37,7 @@ from codeindex.config import Settings
 from codeindex.embedding import Embedder, EmbedError
 from codeindex.languages import DATA_LANGUAGES
 from codeindex.memory import Governor, Pressure, peak_rss_bytes, release_caches, trim
+from codeindex.reading import open_binary
 from codeindex.storage import FileSnapshot, Store
 from codeindex.types import (
     Chunk,
@@ -308,7 +309,7 @@ class Pipeline:
 
     def _read_small(self, src: SourceFile, old: FileRecord | None) -> Any:
         try:
-            with open(src.abs_path, "rb") as fh:
+            with open_binary(str(src.abs_path)) as fh:
                 data = fh.read(self.settings.stream_threshold_bytes + 1)
         except FileNotFoundError:
             return _Skip(Skipped(src.path, SkipReason.VANISHED, "deleted while indexing"))
@@ -506,7 +507,7 @@ class Pipeline:
         prio = file_priority(src.language, src.size, self.settings)
         batch: list[tuple[Chunk, int]] = []
         ordinals: list[int] = []
-        with open(src.abs_path, "rb") as raw:
+        with open_binary(str(src.abs_path)) as raw:
             reader = _HashingReader(raw)
             for chunk in chunking.chunk_stream(
                 src.path, reader, src.language, self.settings, self._count_tokens

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import BinaryIO
 
 # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer.
 # O_CLOEXEC: a descriptor never leaks into a child process started meanwhile.
@@ -80,6 +81,14 @@ def open_regular(path: str, *, follow_symlinks: bool) -> tuple[int, os.stat_resu
         os.close(fd)
         raise
     return fd, st
+
+
+def open_binary(path: str, *, follow_symlinks: bool = True) -> BinaryIO:
+    """``open(path, "rb")`` for a regular file only, never blocking: what the indexer and
+    ``get_code`` use to read a file discovery already judged, which may have been swapped
+    for a FIFO or device since. Raises like :func:`open_regular`."""
+    fd, _ = open_regular(path, follow_symlinks=follow_symlinks)
+    return os.fdopen(fd, "rb")
 
 
 def read_regular(path: str, limit: int, *, follow_symlinks: bool = False) -> bytes:

@@ -32,6 +32,7 @@ from codeindex.errors import (
 from codeindex.locking import WriterLock, is_locked
 from codeindex.pipeline import Pipeline
 from codeindex.ranking import CANDIDATES, Ranking, definition_names, match_line, rank
+from codeindex.reading import NotRegularFileError, open_binary
 from codeindex.storage import Filter, Store, decode_cursor, encode_cursor, index_exists
 from codeindex.storage.cursor import fingerprint
 from codeindex.types import (
@@ -546,7 +547,11 @@ class CodeIndex:
         lines: list[str] = []
         size = 0
         last_line = 0
-        with open(abs_path, "rb") as fh:
+        try:
+            fh = open_binary(str(abs_path))
+        except NotRegularFileError as exc:  # swapped for a FIFO or device since the check
+            raise CodeIndexError(f"{path} is {exc.strerror}; it cannot be read.") from None
+        with fh:
             for n, raw in enumerate(fh, start=1):  # streams: never the whole file
                 last_line = n
                 if n < start_line:
