@@ -129,16 +129,19 @@ def test_clear_errors_exit_1(sample_repo: Path, tmp_path: Path) -> None:
 
 
 def test_unreadable_file_exits_2_and_is_listed(sample_repo: Path, monkeypatch, capsys) -> None:
-    # Tests run as root, which reads chmod-000 files: inject the permission error.
-    real_open = open
+    # Tests run as root, which reads chmod-000 files: inject the permission error where
+    # the indexer opens a file it is about to read.
+    from codeindex import pipeline
+
+    real_open = pipeline.open_binary
     target = str(sample_repo / "net/ratelimit.go")
 
-    def fake_open(file, *args, **kwargs):
-        if str(file) == target:
+    def fake_open(path: str, **kwargs):
+        if str(path) == target:
             raise PermissionError(13, "Permission denied", target)
-        return real_open(file, *args, **kwargs)
+        return real_open(path, **kwargs)
 
-    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(pipeline, "open_binary", fake_open)
     monkeypatch.setenv("CODEINDEX_MODEL", FAKE_MODEL)
     code = cli.main(["index", str(sample_repo), "--json"])
     rep = json.loads(capsys.readouterr().out)
