@@ -7,6 +7,10 @@ blocking (``O_NONBLOCK``), optionally refuses symlinks (``O_NOFOLLOW``), ``fstat
 descriptor it got (so a file swapped after a ``stat`` is judged by what was opened) and
 refuses anything that is not a regular file. ``read_regular`` adds a byte cap. Both raise
 ``OSError`` subclasses; callers turn them into ``Skipped`` values or warnings.
+
+``open_beneath`` opens a path below a directory one component at a time, refusing a
+symlink at every level: what ``get_code`` uses so that a path checked to lie inside the
+root cannot be swapped for a link out of it between the check and the open.
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from typing import BinaryIO
 
 # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer.
 # O_CLOEXEC: a descriptor never leaks into a child process started meanwhile.
 _BASE_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# O_NOFOLLOW on a symlink fails with ELOOP (EMLINK on some BSDs).
+_SYMLINK_ERRNOS = (errno.ELOOP, errno.EMLINK)
 
 
 class NotRegularFileError(OSError):
@@ -29,6 +37,15 @@ class NotRegularFileError(OSError):
     def __init__(self, path: str, kind: str) -> None:
         super().__init__(errno.EINVAL, f"not a regular file ({kind})", path)
         self.kind = kind
+
+
+class SymlinkInPathError(OSError):
+    """A directory component of a path opened by :func:`open_beneath` is a symbolic link
+    (a link in the last component is a ``NotRegularFileError`` with kind "symbolic
+    link", as for :func:`open_regular`)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.ELOOP, "a directory in the path is a symbolic link", path)
 
 
 class TooLargeError(OSError):
@@ -69,10 +86,15 @@ def open_regular(path: str, *, follow_symlinks: bool) -> tuple[int, os.stat_resu
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        # O_NOFOLLOW on a symlink fails with ELOOP (EMLINK on some BSDs).
-        if not follow_symlinks and exc.errno in (errno.ELOOP, errno.EMLINK):
+        if not follow_symlinks and exc.errno in _SYMLINK_ERRNOS:
             raise NotRegularFileError(path, "symbolic link") from None
         raise
+    return fd, _regular_or_close(fd, path)
+
+
+def _regular_or_close(fd: int, path: str) -> os.stat_result:
+    """``fstat`` of ``fd`` if it is a regular file; otherwise close it and raise
+    ``NotRegularFileError`` (or the ``OSError`` from ``fstat``)."""
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -80,7 +102,71 @@ def open_regular(path: str, *, follow_symlinks: bool) -> tuple[int, os.stat_resu
     except BaseException:
         os.close(fd)
         raise
-    return fd, st
+    return st
+
+
+def _component_wise_supported() -> bool:
+    """Whether this platform can open relative to a directory descriptor with
+    ``O_NOFOLLOW`` and ``O_DIRECTORY`` (Linux, macOS, the BSDs; not Windows)."""
+    return bool(_NOFOLLOW and _DIRECTORY and os.open in os.supports_dir_fd)
+
+
+def _is_symlink(name: str, dir_fd: int) -> bool:
+    """Whether ``name`` in directory ``dir_fd`` is a symlink now (False if it is gone)."""
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def open_beneath(root: str, parts: Sequence[str]) -> tuple[int, os.stat_result]:
+    """Open regular file ``root/parts[0]/.../parts[-1]`` without following any symlink
+    below ``root``; return (descriptor, its fstat). The caller owns the descriptor.
+
+    ``root`` itself is opened as given (symlinks in it are followed: it is the caller's
+    trusted starting point). Every directory component is then opened with
+    ``O_DIRECTORY | O_NOFOLLOW`` relative to the descriptor of its parent, and the last
+    with ``O_NOFOLLOW | O_NONBLOCK``, so a component that is a symlink *at open time*
+    fails the open: a path checked to lie inside ``root`` cannot be swapped (file or
+    parent directory) for a link out of it before it is read. ``parts`` must be plain
+    names: not empty, not ``.`` or ``..``, no ``/`` (``ValueError`` otherwise).
+
+    Raises ``SymlinkInPathError`` when a directory component is a symlink,
+    ``NotRegularFileError`` when the last one is a symlink ("symbolic link") or anything
+    but a regular file (a FIFO is refused without blocking), or the ``OSError`` from an
+    open (``FileNotFoundError``, ``NotADirectoryError``, ``PermissionError``, ...).
+    Where the platform lacks ``dir_fd`` opens (Windows) it falls back to
+    :func:`open_regular` with ``follow_symlinks=False``, which checks the last
+    component only.
+    """
+    if not parts or any(p in ("", ".", "..") or "/" in p or os.sep in p for p in parts):
+        raise ValueError(f"open_beneath wants plain path components, got {list(parts)!r}")
+    path = os.path.join(root, *parts)
+    if not _component_wise_supported():
+        return open_regular(path, follow_symlinks=False)
+    dir_flags = os.O_RDONLY | _DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+    dir_fd = os.open(root, dir_flags)
+    try:
+        for i, name in enumerate(parts[:-1]):
+            try:
+                child = os.open(name, dir_flags | _NOFOLLOW, dir_fd=dir_fd)
+            except OSError as exc:
+                # Linux answers ENOTDIR (not ELOOP) for a symlink opened with O_DIRECTORY
+                # | O_NOFOLLOW; the lstat only picks the message, the open already refused.
+                if exc.errno in _SYMLINK_ERRNOS or _is_symlink(name, dir_fd):
+                    raise SymlinkInPathError(os.path.join(root, *parts[: i + 1])) from None
+                raise
+            os.close(dir_fd)
+            dir_fd = child
+        try:
+            fd = os.open(parts[-1], _BASE_FLAGS | _NOFOLLOW, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in _SYMLINK_ERRNOS:
+                raise NotRegularFileError(path, "symbolic link") from None
+            raise
+    finally:
+        os.close(dir_fd)
+    return fd, _regular_or_close(fd, path)
 
 
 def open_binary(path: str, *, follow_symlinks: bool = True) -> BinaryIO:

@@ -13,12 +13,13 @@ here is the contract of each operation, in one place for the front ends to read.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from codeindex import discovery, memory, runstate
 from codeindex.config import SCHEMA_VERSION, Settings
@@ -32,7 +33,7 @@ from codeindex.errors import (
 from codeindex.locking import WriterLock, is_locked
 from codeindex.pipeline import Pipeline
 from codeindex.ranking import CANDIDATES, Ranking, definition_names, match_line, rank
-from codeindex.reading import NotRegularFileError, open_binary
+from codeindex.reading import NotRegularFileError, SymlinkInPathError, open_beneath
 from codeindex.storage import Filter, Store, decode_cursor, encode_cursor, index_exists
 from codeindex.storage.cursor import fingerprint
 from codeindex.types import (
@@ -535,7 +536,12 @@ class CodeIndex:
             )
         if end_line - start_line + 1 > limits.max_code_lines:
             raise CodeIndexError(f"ask for at most {limits.max_code_lines} lines at a time.")
-        abs_path = discovery.resolve_inside_root(self.settings, path)
+        try:
+            abs_path = discovery.resolve_inside_root(self.settings, path)
+        except OSError:
+            # realpath is not atomic: a component swapped between its lstat and its
+            # readlink fails there (EINVAL, ENOENT) rather than resolving to anything.
+            raise CodeIndexError(f"{path} changed while being read; try again.") from None
         rel = abs_path.relative_to(self.settings.root).as_posix()
         if discovery.IgnoreMatcher(self.settings).is_ignored(rel):
             raise PathOutsideRootError(
@@ -547,11 +553,7 @@ class CodeIndex:
         lines: list[str] = []
         size = 0
         last_line = 0
-        try:
-            fh = open_binary(str(abs_path))
-        except NotRegularFileError as exc:  # swapped for a FIFO or device since the check
-            raise CodeIndexError(f"{path} is {exc.strerror}; it cannot be read.") from None
-        with fh:
+        with self._open_checked(path, rel) as fh:
             for n, raw in enumerate(fh, start=1):  # streams: never the whole file
                 last_line = n
                 if n < start_line:
@@ -571,6 +573,37 @@ class CodeIndex:
             "end_line": start_line + len(lines) - 1,
             "text": "\n".join(lines).lstrip("\ufeff") if start_line == 1 else "\n".join(lines),
         }
+
+    def _open_checked(self, path: str, rel: str) -> BinaryIO:
+        """Open ``rel`` (the symlink-resolved path get_code checked, relative to the real
+        root) for reading, refusing anything that changed since the check with a
+        CodeIndexError that says what to do (``path`` is what the caller asked for).
+
+        The open walks ``rel`` component by component from the real root with
+        ``O_NOFOLLOW`` (reading.open_beneath): a file or parent directory swapped for a
+        symlink after the check fails to open instead of being followed out of the root.
+        Links inside the root keep working: ``rel`` is already resolved.
+
+        Not covered: a hard link inside the root to a deny-listed or outside file. An
+        ``st_nlink`` above 1 says other names exist but not which (finding them means
+        walking the file system), so it is not refused; making hard links needs write
+        access to the tree and, on Linux, ownership of or read-write access to the target
+        (fs.protected_hardlinks).
+        """
+        changed = f"{path} changed while being read; try again."
+        real_root = os.path.realpath(self.settings.root)
+        try:
+            fd, _ = open_beneath(real_root, rel.split("/"))
+        except (SymlinkInPathError, FileNotFoundError, NotADirectoryError):
+            raise CodeIndexError(changed) from None
+        except NotRegularFileError as exc:
+            if exc.kind == "symbolic link":  # rel was resolved: a link is a swap since
+                raise CodeIndexError(changed) from None
+            # swapped for a FIFO or device since the check
+            raise CodeIndexError(f"{path} is {exc.strerror}; it cannot be read.") from None
+        except OSError as exc:
+            raise CodeIndexError(f"{path} cannot be read: {exc.strerror}.") from None
+        return os.fdopen(fd, "rb")
 
     def find_similar(
         self, path: str, start_line: int, end_line: int, k: int = 10
