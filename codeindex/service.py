@@ -52,6 +52,9 @@ from codeindex.types import (
 log = logging.getLogger(__name__)
 
 _REOPEN_AFTER_VERSIONS = 16
+# The deepest file-list cursor accepted: far beyond any repository's file count, far
+# below what would overflow the storage layer's 64-bit offsets.
+_MAX_FILES_OFFSET = 10**9
 
 
 class CodeIndex:
@@ -308,7 +311,10 @@ class CodeIndex:
                 return SearchPage.empty(query)
             raise
         fp = fingerprint("search", query, k, language, glob)
-        offset = decode_cursor(cursor, "search", fp)[0] if cursor else 0
+        offset = 0
+        if cursor:
+            depth = limits.max_search_depth
+            offset = decode_cursor(cursor, "search", fp, store.cursor_key, max_offset=depth)[0]
         if offset + k > limits.max_search_depth:
             raise CodeIndexError(
                 f"results beyond the first {limits.max_search_depth} are not served; "
@@ -360,7 +366,9 @@ class CodeIndex:
                 if r.get("text") is not None or r["id"] in texts
             ]
         next_cursor = (
-            encode_cursor("search", fp, offset + k, 0) if len(fused) > offset + k else None
+            encode_cursor("search", fp, offset + k, 0, store.cursor_key)
+            if len(fused) > offset + k
+            else None
         )
         return SearchPage(
             query=query,
@@ -410,7 +418,11 @@ class CodeIndex:
             raise CodeIndexError(f"page_size must be between 1 and {limit}.")
         store = self._open_store()
         fp = fingerprint("files", glob, language, skipped)
-        offset, version = decode_cursor(cursor, "files", fp) if cursor else (0, None)
+        offset, version = (
+            decode_cursor(cursor, "files", fp, store.cursor_key, max_offset=_MAX_FILES_OFFSET)
+            if cursor
+            else (0, None)
+        )
         where = Filter(language=language, glob=glob, skipped=skipped)
         records, used_version = store.page_files(where, offset, page_size + 1, version)
         more = len(records) > page_size
@@ -429,7 +441,9 @@ class CodeIndex:
         return FilePage(
             files=tuple(files),
             next_cursor=(
-                encode_cursor("files", fp, offset + page_size, used_version) if more else None
+                encode_cursor("files", fp, offset + page_size, used_version, store.cursor_key)
+                if more
+                else None
             ),
             total=store.count_files(where) if used_version == latest else None,
             index_changed=used_version != latest,
