@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from codeindex import discovery, memory, runstate
-from codeindex.config import SCHEMA_VERSION, Settings
+from codeindex.config import SCHEMA_VERSION, Settings, check_path_length
 from codeindex.embedding import Embedder, get_embedder
 from codeindex.errors import (
     CodeIndexError,
@@ -287,8 +287,9 @@ class CodeIndex:
         switches retrievers or rules off (benchmark ablations); default: all on.
         The page's ``semantic`` says whether the vector side ran: not with
         ``semantic=False``, with the vector retriever off, or while nothing is embedded.
-        Refuses queries over ``max_query_chars``, ``k`` outside 1..``max_k`` and pages
-        beyond ``max_search_depth`` hits (settings).
+        Refuses queries over ``max_query_chars``, ``k`` outside 1..``max_k``, pages
+        beyond ``max_search_depth`` hits (settings), globs too long to be a path, and
+        cursors that are not this index's (BadCursorError).
 
         An index that does not exist yet, or is incompatible and so about to be rebuilt,
         raises IndexMissingError / IncompatibleIndexError, unless a run is building it:
@@ -304,6 +305,7 @@ class CodeIndex:
                 f"the query is {len(query)} characters; keep it under {limits.max_query_chars}."
             )
         self._check_k(k)
+        check_path_length(glob, "glob")
         try:
             store = self._require_searchable()
         except (IndexMissingError, IncompatibleIndexError):
@@ -411,11 +413,13 @@ class CodeIndex:
 
         The cursor pins the table version it was cut from, so paging to the end
         visits every file of that snapshot exactly once; ``index_changed`` says the
-        index has moved on since. Refuses ``page_size`` outside 1..``max_page_size``.
+        index has moved on since. Refuses ``page_size`` outside 1..``max_page_size``, globs
+        too long to be a path, and cursors that are not this index's (BadCursorError).
         """
         limit = self.settings.max_page_size
         if not 1 <= int(page_size) <= limit:
             raise CodeIndexError(f"page_size must be between 1 and {limit}.")
+        check_path_length(glob, "glob")
         store = self._open_store()
         fp = fingerprint("files", glob, language, skipped)
         offset, version = (
@@ -539,9 +543,9 @@ class CodeIndex:
     # ---------------------------------------------------------------- code
     def get_code(self, path: str, start_line: int, end_line: int) -> dict[str, Any]:
         """The current text of lines [start_line, end_line] (1-based, inclusive) of a
-        file inside the root. Refuses paths outside the root, ignored or deny-listed
-        files, and ranges over ``max_code_lines`` lines or ``max_code_bytes`` characters
-        (settings)."""
+        file inside the root. Refuses paths outside the root or too long for the OS,
+        ignored or deny-listed files, and ranges over ``max_code_lines`` lines or
+        ``max_code_bytes`` characters (settings)."""
         limits = self.settings
         if start_line < 1 or end_line < start_line:
             raise CodeIndexError(
