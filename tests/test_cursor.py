@@ -119,3 +119,15 @@ def test_a_damaged_key_file_is_a_clear_error(fake_index: CodeIndex) -> None:
     (fake_index.settings.index_dir / KEY_FILE).write_bytes(b"short")
     with pytest.raises(CodeIndexError, match="is not a cursor key .*delete it"):
         fake_index.search("function", 2)  # issuing a cursor reads the key
+
+
+def test_where_the_key_cannot_be_stored_the_process_signs_with_its_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An index directory removed under a running server (or read-only, or on a
+    filesystem without hard links): paging still works within the process, with a
+    warning, and the error is not passed on to the request."""
+    gone = tmp_path / "removed-index"
+    key = load_key(gone)
+    assert len(key) == KEY_BYTES and not gone.exists()
+    assert "cursors work within this process only" in caplog.text

@@ -95,8 +95,9 @@ def load_key(index_dir: Path) -> bytes:
     into place: the link is atomic and fails when the name exists, so a reader never
     sees half a key, and of two processes racing to create it both end with the
     winner's key. Raises CodeIndexError when the file exists but is not a key (someone
-    else wrote it). An index directory that cannot be written gets a key for this
-    process only, with a warning: its cursors then work within this process alone.
+    else wrote it). Where the key cannot be stored (a read-only index directory, a
+    filesystem without hard links) this process gets a key of its own, with a warning:
+    its cursors then work within this process alone.
     """
     path = Path(index_dir) / KEY_FILE
     try:
@@ -106,20 +107,18 @@ def load_key(index_dir: Path) -> bytes:
     key = secrets.token_bytes(KEY_BYTES)
     try:
         fd, tmp = tempfile.mkstemp(dir=index_dir, prefix=".cursor-key-")  # mode 0600
-    except OSError as exc:
-        log.warning("cannot write %s (%s); cursors work within this process only", path, exc)
-        return key
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key)
-            fh.flush()
-            os.fsync(fh.fileno())
         try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(key)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.link(tmp, path)
-        except FileExistsError:
-            return _read_key(path)  # another process won the race: use its key
-    finally:
-        os.unlink(tmp)
+        finally:
+            os.unlink(tmp)
+    except FileExistsError:
+        return _read_key(path)  # another process won the race: use its key
+    except OSError as exc:  # a read-only index, or a filesystem without hard links
+        log.warning("cannot write %s (%s); cursors work within this process only", path, exc)
     return key
 
 
