@@ -16,12 +16,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from codeindex.errors import ConfigError
+from codeindex.errors import CodeIndexError, ConfigError
 from codeindex.reading import read_regular
 
 SCHEMA_VERSION = 3
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 INDEX_DIRNAME = ".codeindex"
+# What the OS accepts (Linux PATH_MAX and the NAME_MAX of common filesystems): longer
+# paths fail with ENAMETOOLONG deep inside a read, so they are refused up front.
+MAX_PATH_CHARS = 4096
+MAX_NAME_BYTES = 255
 # pyproject.toml / .codeindex.toml larger than this are refused (a real one is a few KiB).
 MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024
 
@@ -169,6 +173,33 @@ def _read_toml(path: Path, table: str | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def check_path_length(
+    path: str | os.PathLike[str],
+    what: str = "path",
+    error: type[CodeIndexError] = CodeIndexError,
+) -> None:
+    """Raise ``error`` (one line, naming ``what``) when ``path`` is over MAX_PATH_CHARS
+    characters or one of its names is over MAX_NAME_BYTES bytes of UTF-8.
+
+    Every path and path glob a user passes goes through this before it reaches the OS
+    or a query, so an over-long one is a clear refusal, never a traceback or a
+    message-less error. The path itself is only quoted in part: it may be huge.
+    """
+    raw = os.fspath(path)
+    if len(raw) > MAX_PATH_CHARS:
+        raise error(
+            f"the {what} {raw[:40]!r}... is {len(raw)} characters long; the limit is "
+            f"{MAX_PATH_CHARS}, pass a shorter one."
+        )
+    for name in raw.replace(os.sep, "/").split("/"):
+        size = len(name.encode("utf-8", "surrogateescape"))
+        if size > MAX_NAME_BYTES:
+            raise error(
+                f"the {what} has a name of {size} bytes ({name[:40]!r}...); a file or "
+                f"directory name is at most {MAX_NAME_BYTES} bytes, pass a shorter one."
+            )
+
+
 def load_settings(
     root: str | os.PathLike[str] = ".",
     index_dir: str | os.PathLike[str] | None = None,
@@ -181,6 +212,7 @@ def load_settings(
     ``overrides`` with value None are ignored (convenient for CLI flags).
     """
     env = dict(os.environ) if env is None else env
+    check_path_length(root, "root", ConfigError)
     root_path = Path(root).expanduser().resolve()
     if not root_path.is_dir():
         raise ConfigError(f"{root}: not a directory; pass the root of a source tree.")
@@ -217,6 +249,8 @@ def load_settings(
         sources["index_dir"] = "command line"
 
     idx = values.pop("index_dir", None)
+    if idx:
+        check_path_length(idx, f"index directory ({sources['index_dir']})", ConfigError)
     idx_path = Path(idx).expanduser() if idx else root_path / INDEX_DIRNAME
     if not idx_path.is_absolute():
         idx_path = (root_path / idx_path).resolve()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from codeindex import discovery, memory, runstate
-from codeindex.config import SCHEMA_VERSION, Settings
+from codeindex.config import SCHEMA_VERSION, Settings, check_path_length
 from codeindex.embedding import Embedder, get_embedder
 from codeindex.errors import (
     CodeIndexError,
@@ -53,6 +53,9 @@ from codeindex.types import (
 log = logging.getLogger(__name__)
 
 _REOPEN_AFTER_VERSIONS = 16
+# The deepest file-list cursor accepted: far beyond any repository's file count, far
+# below what would overflow the storage layer's 64-bit offsets.
+_MAX_FILES_OFFSET = 10**9
 
 
 class CodeIndex:
@@ -285,8 +288,9 @@ class CodeIndex:
         switches retrievers or rules off (benchmark ablations); default: all on.
         The page's ``semantic`` says whether the vector side ran: not with
         ``semantic=False``, with the vector retriever off, or while nothing is embedded.
-        Refuses queries over ``max_query_chars``, ``k`` outside 1..``max_k`` and pages
-        beyond ``max_search_depth`` hits (settings).
+        Refuses queries over ``max_query_chars``, ``k`` outside 1..``max_k``, pages
+        beyond ``max_search_depth`` hits (settings), globs too long to be a path, and
+        cursors that are not this index's (BadCursorError).
 
         An index that does not exist yet, or is incompatible and so about to be rebuilt,
         raises IndexMissingError / IncompatibleIndexError, unless a run is building it:
@@ -302,6 +306,7 @@ class CodeIndex:
                 f"the query is {len(query)} characters; keep it under {limits.max_query_chars}."
             )
         self._check_k(k)
+        check_path_length(glob, "glob")
         try:
             store = self._require_searchable()
         except (IndexMissingError, IncompatibleIndexError):
@@ -309,7 +314,10 @@ class CodeIndex:
                 return SearchPage.empty(query)
             raise
         fp = fingerprint("search", query, k, language, glob)
-        offset = decode_cursor(cursor, "search", fp)[0] if cursor else 0
+        offset = 0
+        if cursor:
+            depth = limits.max_search_depth
+            offset = decode_cursor(cursor, "search", fp, store.cursor_key, max_offset=depth)[0]
         if offset + k > limits.max_search_depth:
             raise CodeIndexError(
                 f"results beyond the first {limits.max_search_depth} are not served; "
@@ -361,7 +369,9 @@ class CodeIndex:
                 if r.get("text") is not None or r["id"] in texts
             ]
         next_cursor = (
-            encode_cursor("search", fp, offset + k, 0) if len(fused) > offset + k else None
+            encode_cursor("search", fp, offset + k, 0, store.cursor_key)
+            if len(fused) > offset + k
+            else None
         )
         return SearchPage(
             query=query,
@@ -404,14 +414,20 @@ class CodeIndex:
 
         The cursor pins the table version it was cut from, so paging to the end
         visits every file of that snapshot exactly once; ``index_changed`` says the
-        index has moved on since. Refuses ``page_size`` outside 1..``max_page_size``.
+        index has moved on since. Refuses ``page_size`` outside 1..``max_page_size``, globs
+        too long to be a path, and cursors that are not this index's (BadCursorError).
         """
         limit = self.settings.max_page_size
         if not 1 <= int(page_size) <= limit:
             raise CodeIndexError(f"page_size must be between 1 and {limit}.")
+        check_path_length(glob, "glob")
         store = self._open_store()
         fp = fingerprint("files", glob, language, skipped)
-        offset, version = decode_cursor(cursor, "files", fp) if cursor else (0, None)
+        offset, version = (
+            decode_cursor(cursor, "files", fp, store.cursor_key, max_offset=_MAX_FILES_OFFSET)
+            if cursor
+            else (0, None)
+        )
         where = Filter(language=language, glob=glob, skipped=skipped)
         records, used_version = store.page_files(where, offset, page_size + 1, version)
         more = len(records) > page_size
@@ -430,7 +446,9 @@ class CodeIndex:
         return FilePage(
             files=tuple(files),
             next_cursor=(
-                encode_cursor("files", fp, offset + page_size, used_version) if more else None
+                encode_cursor("files", fp, offset + page_size, used_version, store.cursor_key)
+                if more
+                else None
             ),
             total=store.count_files(where) if used_version == latest else None,
             index_changed=used_version != latest,
@@ -526,9 +544,9 @@ class CodeIndex:
     # ---------------------------------------------------------------- code
     def get_code(self, path: str, start_line: int, end_line: int) -> dict[str, Any]:
         """The current text of lines [start_line, end_line] (1-based, inclusive) of a
-        file inside the root. Refuses paths outside the root, ignored or deny-listed
-        files, and ranges over ``max_code_lines`` lines or ``max_code_bytes`` characters
-        (settings)."""
+        file inside the root. Refuses paths outside the root or too long for the OS,
+        ignored or deny-listed files, and ranges over ``max_code_lines`` lines or
+        ``max_code_bytes`` characters (settings)."""
         limits = self.settings
         if start_line < 1 or end_line < start_line:
             raise CodeIndexError(

@@ -128,6 +128,31 @@ def test_clear_errors_exit_1(sample_repo: Path, tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
 
 
+def test_over_long_paths_and_forged_cursors_are_one_line_errors(sample_repo: Path) -> None:
+    assert run(["index", str(sample_repo)]).returncode == 0
+    long = "a" * 5000
+    first = json.loads(run(["search", "x", "--path", str(sample_repo), "-k", "1", "--json"]).stdout)
+    assert first["next_cursor"]
+    for args, needle in [
+        (["list-files", "--path", long], "the root"),
+        (["list-files", "--path", str(sample_repo), "--glob", long], "the glob"),
+        (["search", "x", "--path", str(sample_repo), "--glob", long], "the glob"),
+        (["list-files", "--path", str(sample_repo), "--index-dir", long], "index directory"),
+        # Another index's cursor, as any cursor not signed with this index's key.
+        (
+            ["search", "x", "--path", str(sample_repo), "-k", "1", "--cursor", "e30.AAAA"],
+            "malformed",
+        ),
+    ]:
+        res = run(args)
+        assert res.returncode == 1 and needle in res.stderr, res.stderr[-500:]
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    res = run(
+        ["search", "x", "--path", str(sample_repo), "-k", "1", "--cursor", first["next_cursor"]]
+    )
+    assert res.returncode == 0, res.stderr
+
+
 def test_unreadable_file_exits_2_and_is_listed(sample_repo: Path, monkeypatch, capsys) -> None:
     # Tests run as root, which reads chmod-000 files: inject the permission error where
     # the indexer opens a file it is about to read.

@@ -40,3 +40,20 @@ def test_lowered_limit_settings_are_enforced_by_the_service(fake_index: CodeInde
     with pytest.raises(CodeIndexError, match="that range is too large"):
         ci.get_code("auth/tokens.py", 1, 1)  # 44 characters
     assert ci.get_code("auth/tokens.py", 3, 3)["text"] == "import base64"  # 13 characters
+
+
+def test_over_long_paths_and_globs_are_one_line_errors(fake_index: CodeIndex) -> None:
+    """The OS refuses paths over PATH_MAX or with a name over NAME_MAX deep inside a
+    read (ENAMETOOLONG); the service refuses them first, with what to do."""
+    long_path, long_name = "a" * 5000, f"auth/{'b' * 300}.py"
+    for call in (
+        lambda p: fake_index.get_code(p, 1, 2),
+        lambda p: fake_index.find_similar(p, 1, 2),
+        lambda p: fake_index.search("function", glob=p),
+        lambda p: fake_index.list_files(glob=p),
+    ):
+        with pytest.raises(CodeIndexError, match="is 5000 characters long; the limit is 4096"):
+            call(long_path)
+        with pytest.raises(CodeIndexError, match="a name of 303 bytes.*at most 255 bytes"):
+            call(long_name)
+    assert fake_index.list_files(glob="auth/*.py").files  # normal globs still work

@@ -9,6 +9,7 @@ gets indexed when is decided by the tests alone. One test uses the real model.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -297,6 +298,10 @@ def test_bad_input_is_an_actionable_tool_error_and_the_server_stays_up(
         ("get_code", {"path": "nope/missing.py", "start_line": 1, "end_line": 2}, ["not a file"]),
         ("reindex", {"paths": ["../etc/passwd"]}, [".."]),
         ("reindex", {"paths": ["auth"]}, ["directory"]),
+        ("get_code", {"path": "a" * 5000, "start_line": 1, "end_line": 2}, ["5000 char"]),
+        ("find_similar", {"path": f"{'b' * 300}.py", "start_line": 1, "end_line": 2}, ["255"]),
+        ("search_code", {"query": "x", "path_glob": "a" * 5000}, ["the glob"]),
+        ("list_files", {"path_glob": "a" * 5000}, ["the glob"]),
         ("search_code", {"query": "x", "k": "many"}, ["k"]),  # fails the input schema
     ]
     for name, args, needles in cases:
@@ -310,6 +315,13 @@ def test_bad_input_is_an_actionable_tool_error_and_the_server_stays_up(
     again = server.ok("search_code", {"query": "jwt", "k": 2})
     changed = server.call("search_code", {"query": "other", "k": 2, "cursor": again["next_cursor"]})
     assert_tool_error(changed, "different query")
+
+    # A forged cursor (an edited offset; the signature no longer matches) is refused.
+    cursor = again["next_cursor"]
+    token = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    forged = base64.urlsafe_b64encode(token.replace(b'"o":2', b'"o":999999999999')).decode()
+    bad = server.call("search_code", {"query": "jwt", "k": 2, "cursor": forged.rstrip("=")})
+    assert_tool_error(bad, "malformed cursor", "drop the cursor")
 
 
 def test_lowered_limit_settings_are_enforced_and_shown(tmp_path: Path):

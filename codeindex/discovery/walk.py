@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from codeindex.config import Settings
+from codeindex.config import Settings, check_path_length
 from codeindex.discovery.classify import classify_file, stat_error_skip
 from codeindex.discovery.deny import always_excluded, denied, index_dir_rels, within
 from codeindex.discovery.ignore import IgnoreMatcher
@@ -241,12 +241,14 @@ def _resolve(settings: Settings, rel_path: str) -> tuple[str, str, str]:
 
     The canonical rel is the resolved (symlink-free) path relative to the real root.
     Raises PathOutsideRootError for absolute paths, ``..`` escaping the root, or a path
-    that resolves through symlinks outside the root.
+    that resolves through symlinks outside the root; CodeIndexError for a path too long
+    for the OS (config.check_path_length).
     """
     root = str(settings.root)
     raw = os.fspath(rel_path)
     if "\0" in raw:
         raise PathOutsideRootError(f"{raw!r} contains a NUL byte; pass a plain relative path.")
+    check_path_length(raw)
     if raw.startswith("/") or os.path.isabs(raw):
         raise PathOutsideRootError(
             f"{raw!r} is an absolute path; pass a path relative to the indexed root {root}."

@@ -19,6 +19,7 @@ write path's ordering (chunks before files, one commit per swap) across files.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -36,6 +37,7 @@ from lancedb.index import BTree
 from codeindex.errors import BadCursorError, CodeIndexError
 from codeindex.memory import trim
 from codeindex.storage import filters, maintenance, rows
+from codeindex.storage.cursor import load_key
 from codeindex.storage.filters import (
     EMBED_FAILED,
     HAS_VECTOR,
@@ -130,6 +132,13 @@ class Store:
         self._connect()
         self._open_tables()
         trim()
+
+    @functools.cached_property
+    def cursor_key(self) -> bytes:
+        """This index's key for signing page cursors (``cursor.key`` in the index
+        directory, created on first use): read once per Store. Two threads racing
+        here both load the same key (see :func:`load_key`), so no lock is needed."""
+        return load_key(self.index_dir)
 
     def _list_tables(self) -> list[str]:
         res = self.db.list_tables()
