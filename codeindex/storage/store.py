@@ -60,6 +60,33 @@ FTS_INDEX = "search_text_idx"
 _SCALAR_COLUMNS = ("id", "path", "content_hash")  # id: merge_insert joins use it
 
 
+def _latest_on_vanished(table_name: str):
+    """Retry a read once on the table's latest version when the version it read has had
+    its files removed meanwhile.
+
+    A handle keeps reading the version it last saw until its consistency interval
+    passes; a writer in the same process or another one may clean that version's files
+    up first (``optimize`` with a short ``version_retention_seconds``), and Lance then
+    fails with "Not found". The newest version is complete, so the read is redone there.
+    """
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(self, *args, **kwargs):
+            try:
+                return fn(self, *args, **kwargs)
+            except (RuntimeError, OSError, ValueError) as exc:
+                if "Not found" not in str(exc):
+                    raise
+                log.info("%s: read a removed version; retrying on the latest", table_name)
+                getattr(self, table_name).checkout_latest()
+                return fn(self, *args, **kwargs)
+
+        return run
+
+    return wrap
+
+
 def index_exists(index_dir: Path) -> bool:
     """True when ``index_dir`` holds a codeindex (its meta table exists)."""
     return (Path(index_dir) / f"{META}.lance").is_dir()
@@ -149,6 +176,7 @@ class Store:
         """The meta table's version: it changes whenever meta is written."""
         return self.meta.version
 
+    @_latest_on_vanished("meta")
     def read_meta(self) -> dict[str, str]:
         page = self.meta.search().select(["key", "value"]).limit(1000).to_list()
         return {r["key"]: r["value"] for r in page}
@@ -445,6 +473,7 @@ class Store:
             offset += page.num_rows
 
     # ---------------------------------------------------------------- search
+    @_latest_on_vanished("chunks")
     def vector_search(
         self,
         vector: np.ndarray,
@@ -466,6 +495,7 @@ class Store:
             q = q.where(clause, prefilter=True)
         return q.select([*hit_columns(with_text), "_distance"]).limit(limit).to_list()
 
+    @_latest_on_vanished("chunks")
     def text_search(
         self, query: str, limit: int, where: Filter | None = None, *, with_text: bool = True
     ) -> list[dict]:
@@ -478,10 +508,14 @@ class Store:
         try:
             return q.select([*hit_columns(with_text), "_score"]).limit(limit).to_list()
         except (ValueError, RuntimeError, OSError) as exc:
-            if "index" in str(exc).lower():
+            message = str(exc).lower()
+            # "not found": a removed version (retried on the latest, above), whose path
+            # names the .codeindex directory and so contains "index" too.
+            if "index" in message and "not found" not in message:
                 return []  # no FTS index yet (empty table): vector side still answers
             raise
 
+    @_latest_on_vanished("chunks")
     def chunk_texts(self, ids: Sequence[str]) -> dict[str, str]:
         """The text of each chunk id that still exists (one indexed lookup)."""
         ids = list(dict.fromkeys(ids))[:_IN_BATCH]
@@ -490,6 +524,7 @@ class Store:
         page = self.chunks.search().where(sql_in("id", ids)).select(["id", "text"])
         return {r["id"]: r["text"] for r in page.limit(len(ids)).to_list()}
 
+    @_latest_on_vanished("chunks")
     def definitions(
         self,
         names: Sequence[str],
