@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from codeindex import discovery
 from codeindex.config import Settings
-from codeindex.errors import CodeIndexError
+from codeindex.errors import CodeIndexError, IncompatibleIndexError, IndexMissingError
 from codeindex.types import IndexReport, SearchPage, utc_iso
 
 if TYPE_CHECKING:  # importing these at run time would import lancedb (seconds)
@@ -446,15 +446,15 @@ class LiveIndex:
         """``CodeIndex.search`` as the live modes run it: full-text only until the
         warm-up has loaded the model (rather than making a search wait for it), and "no
         results yet" while this process's catch-up, job or watcher builds the index."""
-        return self.index.search(
-            query,
-            k,
-            language=language,
-            glob=glob,
-            cursor=cursor,
-            semantic=self.model_ready,
-            run_pending=self.indexing,
-        )
+        index = self.index
+        args = dict(language=language, glob=glob, cursor=cursor, semantic=self.model_ready)
+        try:
+            return index.search(query, k, **args)
+        except (IndexMissingError, IncompatibleIndexError):
+            # Asked only here, not on every search: ``indexing`` reads the watcher's status.
+            if not self.indexing:
+                raise
+            return index.search(query, k, **args, run_pending=True)
 
     def watcher_status(self) -> dict[str, Any]:
         """The watcher's ``status()``; while there is none, ``running: false`` and a
