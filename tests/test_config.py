@@ -116,23 +116,3 @@ def test_a_config_file_that_is_not_a_small_regular_file_is_a_clear_error(
         path.write_text("# padding\n" * (MAX_CONFIG_FILE_BYTES // 10 + 1))
     with pytest.raises(ConfigError, match=f"cannot read .*{name}"):
         load_settings(tmp_path, env={})
-
-
-def test_open_binary_reads_regular_files_and_refuses_the_rest_without_blocking(
-    tmp_path: Path,
-) -> None:
-    # What the indexer and get_code read files with: a file swapped for a FIFO or a
-    # device after discovery judged it is refused at once, not read or waited on.
-    import os
-
-    from codeindex.reading import NotRegularFileError, open_binary
-
-    (tmp_path / "a.py").write_bytes(b"x = 1\n")
-    with open_binary(str(tmp_path / "a.py")) as fh:
-        assert fh.read() == b"x = 1\n"
-    os.mkfifo(tmp_path / "fifo.py")
-    (tmp_path / "zero.py").symlink_to("/dev/zero")
-    for name, kind in (("fifo.py", "fifo"), ("zero.py", "character device")):
-        with pytest.raises(NotRegularFileError) as info:
-            open_binary(str(tmp_path / name))
-        assert kind in info.value.kind

@@ -14,7 +14,12 @@ import pytest
 
 from codeindex.embedding import FakeEmbedder
 from codeindex.errors import CodeIndexError
-from codeindex.reading import NotRegularFileError, SymlinkInPathError, open_beneath
+from codeindex.reading import (
+    NotRegularFileError,
+    SymlinkInPathError,
+    open_beneath,
+    open_binary,
+)
 from codeindex.service import CodeIndex
 from tests.conftest import fake_settings
 
@@ -140,3 +145,19 @@ def test_get_code_never_follows_a_symlink_swapped_in_after_its_check(
     expected = ("changed while being read; try again", "outside the indexed root", "not a file")
     unexpected = {msg for msg in refusals if not any(e in msg for e in expected)}
     assert not unexpected, unexpected
+
+
+def test_open_binary_reads_regular_files_and_refuses_the_rest_without_blocking(
+    tmp_path: Path,
+) -> None:
+    # What the indexer reads files with: a file swapped for a FIFO or a device after
+    # discovery judged it is refused at once, not read or waited on.
+    (tmp_path / "a.py").write_bytes(b"x = 1\n")
+    with open_binary(str(tmp_path / "a.py")) as fh:
+        assert fh.read() == b"x = 1\n"
+    os.mkfifo(tmp_path / "fifo.py")
+    (tmp_path / "zero.py").symlink_to("/dev/zero")
+    for name, kind in (("fifo.py", "fifo"), ("zero.py", "character device")):
+        with pytest.raises(NotRegularFileError) as info:
+            open_binary(str(tmp_path / name))
+        assert kind in info.value.kind
